@@ -1,0 +1,221 @@
+import CQuiverCore
+import Foundation
+
+/// Options that do not change the physics.
+public struct SimulationOptions: Sendable {
+    /// Worker threads for forces and integration; nil means every core this process may use.
+    public var threads: Int?
+    /// Seed of the thermostat's random numbers.
+    public var seed: UInt64
+    /// Which kernel variant runs.
+    public var kernel: KernelVariant
+
+    public init(threads: Int? = nil, seed: UInt64 = 1, kernel: KernelVariant = .auto) {
+        self.threads = threads
+        self.seed = seed
+        self.kernel = kernel
+    }
+}
+
+/// Energies at one step, kJ/mol.
+public struct Energies: Sendable {
+    public let step: Int
+    public let potential: Double
+    public let kinetic: Double
+    public var total: Double { potential + kinetic }
+    /// Temperature in K over the simulation's degrees of freedom.
+    public let temperature: Double
+    /// The potential energy of each force field, in order.
+    public let terms: [(name: String, energy: Double)]
+}
+
+/// A molecular dynamics simulation: a system, force fields that add up, and an integrator.
+///
+/// Deterministic: the same system, seed and thread count give bitwise identical trajectories
+/// (forces on an atom are summed by one thread in a fixed order; thermostat noise is counter-based).
+/// Not thread-safe: drive one simulation from one thread.
+public final class Simulation {
+    public let forceFields: [any ForceField]
+    public private(set) var integrator: Integrator
+    public let threads: Int
+    public let kernel: KernelVariant
+    public let seed: UInt64
+    public let typeNames: [String]
+    /// Steps taken since creation.
+    public private(set) var step: Int = 0
+    /// Simulated time in ps.
+    public private(set) var time: Double = 0
+
+    let storage: StateStorage
+    let pool: ThreadPool
+    private var cached: Energies?
+
+    /// Creates a simulation and computes the initial forces (and energies).
+    /// Throws `EngineError` for an invalid system, parameters, or a force field's refusal.
+    public init(system: ParticleSystem, forceFields: [any ForceField], integrator: Integrator,
+                options: SimulationOptions = SimulationOptions()) throws {
+        try system.validate()
+        try integrator.validate()
+        let threads = options.threads ?? Machine.availableCores
+        guard threads >= 1, threads <= 1024 else { throw EngineError.invalidParameter("threads must be in 1...1024, got \(threads)") }
+        self.threads = threads
+        self.kernel = try options.kernel.resolved()
+        self.seed = options.seed
+        self.integrator = integrator
+        self.forceFields = forceFields
+        self.typeNames = system.typeNames
+        storage = try StateStorage(system: system)
+        pool = try ThreadPool(threads: threads)
+        let setup = ForceFieldSetup(system: system, threads: threads, kernel: kernel)
+        for field in forceFields { try field.prepare(setup) }
+        updateThermostat()
+        try computeForces(energy: true)
+    }
+
+    public var count: Int { storage.count }
+    public var box: Box { storage.box }
+    public var timestep: Double { integrator.timestep }
+
+    /// Degrees of freedom used for the temperature: 3N, less 3 when momentum is conserved.
+    public var degreesOfFreedom: Int { max(1, 3 * count - (integrator.conservesMomentum ? 3 : 0)) }
+
+    /// Advances `steps` steps. When `energy` is true the last force evaluation also computes the
+    /// potential energy, so `energies()` afterwards costs nothing.
+    /// Throws `EngineError.nonFinite` when the dynamics blows up (the state is then unusable).
+    public func run(steps: Int, energy: Bool = false) throws {
+        guard steps >= 0 else { throw EngineError.invalidParameter("steps must be >= 0, got \(steps)") }
+        let dt = Float(integrator.timestep)
+        var s = storage.cState
+        for k in 0..<steps {
+            let wantEnergy = energy && k == steps - 1
+            switch integrator {
+            case .velocityVerlet:
+                qv_kick(pool.pointer, &s, 0.5 * dt)
+                qv_drift(pool.pointer, &s, dt)
+                step += 1
+                try computeForces(energy: wantEnergy)
+                qv_kick(pool.pointer, &s, 0.5 * dt)
+            case .langevin(_, _, let friction):
+                qv_kick(pool.pointer, &s, 0.5 * dt)
+                qv_drift(pool.pointer, &s, 0.5 * dt)
+                let c1 = Float(exp(-friction * Double(dt)))
+                qv_langevin_o(pool.pointer, &s, c1, storage.sigmaV.pointer, seed, UInt64(step))
+                qv_drift(pool.pointer, &s, 0.5 * dt)
+                step += 1
+                try computeForces(energy: wantEnergy)
+                qv_kick(pool.pointer, &s, 0.5 * dt)
+            }
+            time += Double(dt)
+        }
+        if energy, let c = cached, c.step == step {
+            cached = Energies(step: step, potential: c.potential, kinetic: kineticEnergy, temperature: temperature, terms: c.terms)
+        }
+    }
+
+    /// Energies at the current step (computes the potential energy if the last step did not).
+    public func energies() throws -> Energies {
+        if let c = cached, c.step == step { return c }
+        try computeForces(energy: true)
+        return cached!
+    }
+
+    /// Kinetic energy in kJ/mol (double accumulation).
+    public var kineticEnergy: Double {
+        var s = storage.cState
+        return qv_kinetic_energy(&s)
+    }
+
+    /// Instantaneous temperature in K.
+    public var temperature: Double { 2 * kineticEnergy / (Double(degreesOfFreedom) * Units.boltzmann) }
+
+    /// Total momentum in amu nm/ps.
+    public var momentum: SIMD3<Double> {
+        var s = storage.cState
+        var p = [0.0, 0.0, 0.0]
+        p.withUnsafeMutableBufferPointer { qv_momentum(&s, $0.baseAddress) }
+        return SIMD3(p[0], p[1], p[2])
+    }
+
+    /// Positions in nm, wrapped into the box at the last neighbour-list rebuild (an atom may be
+    /// up to half a skin outside).
+    public func positions() -> [SIMD3<Float>] { storage.positions() }
+    /// Positions with periodic images undone, in double precision.
+    public func unwrappedPositions() -> [SIMD3<Double>] { storage.unwrappedPositions() }
+    public func velocities() -> [SIMD3<Float>] { storage.velocities() }
+    /// Forces of the last evaluation, kJ/mol/nm.
+    public func forces() -> [SIMD3<Float>] { storage.forces() }
+
+    /// Read-only access to the SoA arrays without copying. The buffers are valid only inside `body`.
+    public func withPositions<R>(_ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(storage.x.buffer), UnsafeBufferPointer(storage.y.buffer), UnsafeBufferPointer(storage.z.buffer))
+    }
+
+    /// Replaces positions (nm) and recomputes forces.
+    public func setPositions(_ positions: [SIMD3<Float>]) throws {
+        guard positions.count == count else { throw EngineError.invalidSystem("\(positions.count) positions for \(count) atoms") }
+        guard positions.allSatisfy({ $0.x.isFinite && $0.y.isFinite && $0.z.isFinite }) else {
+            throw EngineError.invalidSystem("positions must be finite")
+        }
+        storage.setPositions(positions)
+        for field in forceFields { field.positionsReplaced() }
+        try computeForces(energy: true)
+    }
+
+    /// Replaces velocities (nm/ps).
+    public func setVelocities(_ velocities: [SIMD3<Float>]) throws {
+        guard velocities.count == count else { throw EngineError.invalidSystem("\(velocities.count) velocities for \(count) atoms") }
+        guard velocities.allSatisfy({ $0.x.isFinite && $0.y.isFinite && $0.z.isFinite }) else {
+            throw EngineError.invalidSystem("velocities must be finite")
+        }
+        storage.setVelocities(velocities)
+        cached = nil
+    }
+
+    /// Changes the integrator (timestep, thermostat) between steps.
+    public func setIntegrator(_ integrator: Integrator) throws {
+        try integrator.validate()
+        self.integrator = integrator
+        updateThermostat()
+        cached = nil
+    }
+
+    private func updateThermostat() {
+        guard case .langevin(let dt, let t, let friction) = integrator else { return }
+        let c1 = exp(-friction * dt)
+        let kT = Units.boltzmann * t
+        for k in 0..<count {
+            storage.sigmaV.pointer[k] = Float(((1 - c1 * c1) * kT * Double(storage.invMass.pointer[k])).squareRoot())
+        }
+    }
+
+    private func computeForces(energy: Bool) throws {
+        qv_zero3(pool.pointer, Int32(count), storage.fx.pointer, storage.fy.pointer, storage.fz.pointer)
+        var terms: [(name: String, energy: Double)] = []
+        var potential = 0.0
+        try withUnsafePointer(to: storage.cState) { statePointer in
+            let context = ForceContext(
+                count: count,
+                x: UnsafeBufferPointer(storage.x.buffer), y: UnsafeBufferPointer(storage.y.buffer), z: UnsafeBufferPointer(storage.z.buffer),
+                fx: storage.fx.buffer, fy: storage.fy.buffer, fz: storage.fz.buffer,
+                box: storage.box, step: step, computeEnergy: energy, state: statePointer, pool: pool)
+            for field in forceFields {
+                let e: Double
+                do {
+                    e = try field.addForces(context)
+                } catch let error as EngineError {
+                    throw error
+                } catch {
+                    throw EngineError.forceField(name: field.name, message: String(describing: error))
+                }
+                if energy {
+                    terms.append((field.name, e))
+                    potential += e
+                }
+            }
+        }
+        if energy {
+            guard potential.isFinite else { throw EngineError.nonFinite(step: step) }
+            cached = Energies(step: step, potential: potential, kinetic: kineticEnergy, temperature: temperature, terms: terms)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Quiver: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quiver",
+        abstract: "Quiver: an interactive molecular dynamics engine and server.",
+        subcommands: [Run.self, Bench.self, Info.self])
+}
