@@ -119,6 +119,12 @@ public final class Simulation {
         return cached!
     }
 
+    /// Recomputes the forces (and, if asked, the energies) at the current positions without
+    /// stepping. The neighbour list is reused unless an atom moved more than half the skin.
+    public func evaluateForces(energy: Bool = false) throws {
+        try computeForces(energy: energy)
+    }
+
     /// Kinetic energy in kJ/mol (double accumulation).
     public var kineticEnergy: Double {
         var s = storage.cState
