@@ -1,8 +1,12 @@
 /* Lennard-Jones driver: ghosts, cell lists, full Verlet lists, threaded kernels. See qv_lj.h. */
 #include "qv_lj.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define MAX_ROWS 81 /* (2R+1)^2 with R <= 4 */
 
@@ -49,6 +53,8 @@ struct qv_lj {
     double *thread_energy;
 };
 
+static void ensure_compress_lut(void);
+
 static void *aligned_alloc64(size_t bytes) {
     void *p = NULL;
     if (bytes == 0) bytes = 64;
@@ -93,6 +99,7 @@ int qv_lj_create(const qv_lj_config *c, qv_lj **out) {
     for (int32_t a = 0; a < nt * nt; a++)
         if (!isfinite(c->epsilon[a]) || !isfinite(c->sigma[a]) || c->sigma[a] < 0) return QV_ERR_ARGUMENT;
 
+    ensure_compress_lut();
     qv_lj *lj = calloc(1, sizeof(*lj));
     if (!lj) return QV_ERR_NOMEM;
     lj->n = c->natoms;
@@ -303,10 +310,12 @@ static int bin_atoms(qv_lj *lj) {
     int32_t *start = lj->cell_start;
     memset(start, 0, (size_t)(ncell + 1) * sizeof(int32_t));
     const float *pk = lj->packed;
+    const float inv[3] = { 1.0f / lj->cs[0], 1.0f / lj->cs[1], 1.0f / lj->cs[2] };
     for (int64_t a = 0; a < natoms; a++) {
         int32_t c[3];
         for (int d = 0; d < 3; d++) {
-            int32_t k = (int32_t)floorf((pk[4 * a + d] + w) / lj->cs[d]);
+            /* the same expression as build_task's, so an atom's cell agrees in both */
+            int32_t k = (int32_t)((pk[4 * a + d] + w) * inv[d]);
             c[d] = k < 0 ? 0 : (k >= lj->nc[d] ? lj->nc[d] - 1 : k);
         }
         int32_t cell = c[0] + lj->nc[0] * (c[1] + lj->nc[1] * c[2]);
@@ -333,6 +342,69 @@ typedef struct {
     int energy;
 } task_ctx;
 
+/* Appends to out[] the indices of binned atoms k in [begin, end) within sqrt(wsq) of (xi, yi, zi),
+ * except `self`; returns how many. May write up to 8 entries past the returned count. */
+static int32_t gather_row_scalar(const float *restrict bx, const float *restrict by, const float *restrict bz,
+                                 const int32_t *restrict bidx, int32_t begin, int32_t end,
+                                 float xi, float yi, float zi, float wsq, int32_t self, int32_t *restrict out) {
+    int32_t m = 0;
+    for (int32_t k = begin; k < end; k++) {
+        const float dx = xi - bx[k], dy = yi - by[k], dz = zi - bz[k];
+        const float r2 = dx * dx + dy * dy + dz * dz;
+        out[m] = bidx[k];
+        m += (r2 < wsq) & (bidx[k] != self);
+    }
+    return m;
+}
+
+#if defined(__x86_64__)
+/* compress_lut[mask] lists the set lanes of mask first: a left-packing permutation. */
+static int32_t compress_lut[256][8] __attribute__((aligned(32)));
+static pthread_once_t compress_once = PTHREAD_ONCE_INIT;
+
+static void init_compress_lut(void) {
+    for (int mask = 0; mask < 256; mask++) {
+        int k = 0;
+        for (int b = 0; b < 8; b++)
+            if (mask & (1 << b)) compress_lut[mask][k++] = b;
+        while (k < 8) compress_lut[mask][k++] = 0;
+    }
+}
+
+static void ensure_compress_lut(void) { pthread_once(&compress_once, init_compress_lut); }
+
+/* AVX2 version: 8 candidates at a time, selected lanes left-packed with one permutation. Reads up
+ * to 7 elements past `end` (the binned arrays are allocated with slack) and masks them out. */
+__attribute__((target("avx2,fma")))
+static int32_t gather_row_avx2(const float *restrict bx, const float *restrict by, const float *restrict bz,
+                               const int32_t *restrict bidx, int32_t begin, int32_t end,
+                               float xi, float yi, float zi, float wsq, int32_t self, int32_t *restrict out) {
+    const __m256 vx = _mm256_set1_ps(xi), vy = _mm256_set1_ps(yi), vz = _mm256_set1_ps(zi);
+    const __m256 vw = _mm256_set1_ps(wsq);
+    const __m256i vself = _mm256_set1_epi32(self);
+    const __m256i vend = _mm256_set1_epi32(end);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int32_t m = 0;
+    for (int32_t k = begin; k < end; k += 8) {
+        const __m256 dx = _mm256_sub_ps(vx, _mm256_loadu_ps(bx + k));
+        const __m256 dy = _mm256_sub_ps(vy, _mm256_loadu_ps(by + k));
+        const __m256 dz = _mm256_sub_ps(vz, _mm256_loadu_ps(bz + k));
+        const __m256 r2 = _mm256_fmadd_ps(dz, dz, _mm256_fmadd_ps(dy, dy, _mm256_mul_ps(dx, dx)));
+        const __m256i inside = _mm256_castps_si256(_mm256_cmp_ps(r2, vw, _CMP_LT_OQ));
+        const __m256i idx = _mm256_loadu_si256((const __m256i *)(bidx + k));
+        const __m256i in_row = _mm256_cmpgt_epi32(vend, _mm256_add_epi32(lanes, _mm256_set1_epi32(k)));
+        const __m256i keep = _mm256_andnot_si256(_mm256_cmpeq_epi32(idx, vself), _mm256_and_si256(inside, in_row));
+        const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(keep));
+        const __m256i perm = _mm256_load_si256((const __m256i *)compress_lut[mask]);
+        _mm256_storeu_si256((__m256i *)(out + m), _mm256_permutevar8x32_epi32(idx, perm));
+        m += __builtin_popcount((unsigned)mask);
+    }
+    return m;
+}
+#else
+static void ensure_compress_lut(void) {}
+#endif
+
 static void build_task(void *ctx, int t, int nt) {
     task_ctx *tc = ctx;
     qv_lj *lj = tc->lj;
@@ -347,31 +419,42 @@ static void build_task(void *ctx, int t, int nt) {
     const int32_t *restrict bidx = lj->bidx;
     int32_t *buf = lj->list[t];
     const int64_t cap = lj->list_cap[t];
+    const int vector = lj->kernel == QV_KERNEL_AVX2;
     int64_t used = 0;
     lj->list_need[t] = 0;
+    const float inv0 = 1.0f / lj->cs[0], inv1 = 1.0f / lj->cs[1], inv2 = 1.0f / lj->cs[2];
+    int32_t rs[MAX_ROWS], re[MAX_ROWS], nr = 0;
+    int64_t bound = 0;
+    int32_t last_cell = -1;
     for (int64_t i = b; i < e; i++) {
         const float xi = pk[4 * i], yi = pk[4 * i + 1], zi = pk[4 * i + 2];
-        int32_t cx = (int32_t)floorf((xi + w) / lj->cs[0]);
-        int32_t cy = (int32_t)floorf((yi + w) / lj->cs[1]);
-        int32_t cz = (int32_t)floorf((zi + w) / lj->cs[2]);
+        /* coordinates + w are >= 0 here, so truncation is floor */
+        int32_t cx = (int32_t)((xi + w) * inv0);
+        int32_t cy = (int32_t)((yi + w) * inv1);
+        int32_t cz = (int32_t)((zi + w) * inv2);
         cx = cx < 0 ? 0 : (cx >= ncx ? ncx - 1 : cx);
         cy = cy < 0 ? 0 : (cy >= ncy ? ncy - 1 : cy);
         cz = cz < 0 ? 0 : (cz >= ncz ? ncz - 1 : cz);
-        int32_t rs[MAX_ROWS], re[MAX_ROWS], nr = 0;
-        int64_t bound = 0;
-        for (int32_t r = 0; r < lj->nrows; r++) {
-            int32_t y = cy + lj->row_dy[r], z = cz + lj->row_dz[r];
-            if (y < 0 || y >= ncy || z < 0 || z >= ncz) continue;
-            int32_t xlo = cx - lj->row_dxmax[r], xhi = cx + lj->row_dxmax[r];
-            if (xlo < 0) xlo = 0;
-            if (xhi >= ncx) xhi = ncx - 1;
-            int32_t base = ncx * (y + ncy * z);
-            rs[nr] = lj->cell_start[base + xlo];
-            re[nr] = lj->cell_start[base + xhi + 1];
-            bound += re[nr] - rs[nr];
-            nr++;
+        const int32_t cell = cx + ncx * (cy + ncy * cz);
+        if (cell != last_cell) {
+            /* the stencil's rows of candidate cells, as ranges of the binned arrays */
+            last_cell = cell;
+            nr = 0;
+            bound = 0;
+            for (int32_t r = 0; r < lj->nrows; r++) {
+                int32_t y = cy + lj->row_dy[r], z = cz + lj->row_dz[r];
+                if (y < 0 || y >= ncy || z < 0 || z >= ncz) continue;
+                int32_t xlo = cx - lj->row_dxmax[r], xhi = cx + lj->row_dxmax[r];
+                if (xlo < 0) xlo = 0;
+                if (xhi >= ncx) xhi = ncx - 1;
+                int32_t base = ncx * (y + ncy * z);
+                rs[nr] = lj->cell_start[base + xlo];
+                re[nr] = lj->cell_start[base + xhi + 1];
+                bound += re[nr] - rs[nr];
+                nr++;
+            }
         }
-        if (used + bound + 8 > cap) {
+        if (used + bound + 16 > cap) {
             /* not enough room: report an estimate of what this thread needs and stop */
             int64_t done = i - b;
             int64_t per = done > 0 ? used / done + 1 : bound + 8;
@@ -381,13 +464,15 @@ static void build_task(void *ctx, int t, int nt) {
         int32_t *restrict out = buf + used;
         int32_t m = 0;
         const int32_t self = (int32_t)i;
-        for (int32_t r = 0; r < nr; r++) {
-            for (int32_t k = rs[r]; k < re[r]; k++) {
-                const float dx = xi - bx[k], dy = yi - by[k], dz = zi - bz[k];
-                const float r2 = dx * dx + dy * dy + dz * dz;
-                out[m] = bidx[k];
-                m += (r2 < wsq) & (bidx[k] != self);
-            }
+#if defined(__x86_64__)
+        if (vector) {
+            for (int32_t r = 0; r < nr; r++)
+                m += gather_row_avx2(bx, by, bz, bidx, rs[r], re[r], xi, yi, zi, wsq, self, out + m);
+        } else
+#endif
+        {
+            for (int32_t r = 0; r < nr; r++)
+                m += gather_row_scalar(bx, by, bz, bidx, rs[r], re[r], xi, yi, zi, wsq, self, out + m);
         }
         while (m & 7) out[m++] = sentinel;
         lj->first[i] = (int32_t)used;
