@@ -13,6 +13,12 @@ int qv_signal_install_stop_handlers(void) {
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) != 0) return -1;
     if (sigaction(SIGTERM, &sa, NULL) != 0) return -1;
+    /* A parent may have spawned us with these signals blocked (the mask is inherited): unblock. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_UNBLOCK, &set, NULL) != 0) return -1;
     return 0;
 }
 

@@ -69,7 +69,7 @@ struct Run: ParsableCommand {
                 lastReport = DispatchTime.now()
             }
         }
-        try progress.report()
+        if progress.lastStep != sim.step { try progress.report() }
         let elapsed = elapsedSeconds(since: wallStart)
         let taken = sim.step
         let rate = elapsed > 0 ? Double(taken) * Double(sim.count) / elapsed : 0
@@ -86,7 +86,7 @@ struct Run: ParsableCommand {
 final class Progress {
     let sim: Simulation
     let totalSteps: Int?
-    private var lastStep = 0
+    private(set) var lastStep = -1
     private var lastTime = DispatchTime.now()
 
     init(simulation: Simulation, totalSteps: Int?) {
@@ -98,7 +98,7 @@ final class Progress {
         let e = try sim.energies()
         let now = DispatchTime.now()
         let dt = Double(now.uptimeNanoseconds - lastTime.uptimeNanoseconds) / 1e9
-        let steps = sim.step - lastStep
+        let steps = lastStep < 0 ? 0 : sim.step - lastStep
         var line = "step \(sim.step)  time \(fmt(sim.time, 3)) ps  T \(fmt(e.temperature, 2)) K  PE \(fmt(e.potential, 3))  KE \(fmt(e.kinetic, 3))  E \(fmt(e.total, 3)) kJ/mol"
         if steps > 0 && dt > 0 {
             let nsPerDay = Double(steps) * sim.timestep / 1000 / dt * 86400
