@@ -1,0 +1,31 @@
+// swift-tools-version: 6.1
+// Micro-benchmarks for the Quiver engine, using ordo-one's package-benchmark. A package of its own so
+// the benchmark dependencies stay out of the main package. Run with `scripts/bench-micro` from the
+// repository root (or `swift package benchmark` in this directory).
+import PackageDescription
+
+let package = Package(
+    name: "QuiverBenchmarks",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        .package(name: "Quiver", path: ".."),
+        // ordo-one/benchmark (formerly package-benchmark). The MallocInterposer trait gives malloc
+        // statistics on Swift 6.3+ without a system library (no libjemalloc-dev); listing traits
+        // explicitly leaves out the default RuntimeInterposer one (ARC metrics on Linux 6.3), which
+        // these benchmarks do not use.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "QuiverBenchmarks",
+            dependencies: [
+                .product(name: "QuiverEngine", package: "Quiver"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/QuiverBenchmarks",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+    ]
+)
