@@ -1,7 +1,19 @@
 #include "qv_common.h"
 #include "qv_pool.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Workers and the caller spin this many times (a few tens of microseconds) waiting for the next
+ * task or for the others to finish before they block on a condition variable: a step hands work
+ * to the pool several times, and a futex sleep and wake-up per hand-off costs more than the wait. */
+#define QV_POOL_SPIN 4000
 
 struct qv_pool {
     int nthreads;
@@ -9,9 +21,9 @@ struct qv_pool {
     pthread_mutex_t lock;
     pthread_cond_t start;
     pthread_cond_t done;
-    uint64_t generation;
-    int pending;
-    int stopping;
+    _Atomic uint64_t generation;
+    _Atomic int pending;
+    _Atomic int stopping;
     qv_pool_task task;
     void *context;
 };
@@ -24,19 +36,28 @@ static void *worker_main(void *p) {
     qv_pool *pool = arg.pool;
     uint64_t seen = 0;
     for (;;) {
+        for (int k = 0; k < QV_POOL_SPIN; k++) {
+            if (atomic_load_explicit(&pool->generation, memory_order_acquire) != seen ||
+                atomic_load_explicit(&pool->stopping, memory_order_relaxed))
+                break;
+            cpu_relax();
+        }
         pthread_mutex_lock(&pool->lock);
-        while (pool->generation == seen && !pool->stopping) pthread_cond_wait(&pool->start, &pool->lock);
-        if (pool->stopping) { pthread_mutex_unlock(&pool->lock); return NULL; }
-        seen = pool->generation;
+        while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stopping))
+            pthread_cond_wait(&pool->start, &pool->lock);
+        if (atomic_load(&pool->stopping)) { pthread_mutex_unlock(&pool->lock); return NULL; }
+        seen = atomic_load(&pool->generation);
         qv_pool_task task = pool->task;
         void *context = pool->context;
         pthread_mutex_unlock(&pool->lock);
 
         task(context, arg.index, pool->nthreads);
 
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0) pthread_cond_signal(&pool->done);
-        pthread_mutex_unlock(&pool->lock);
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
 }
 
@@ -70,16 +91,19 @@ void qv_pool_run(qv_pool *pool, qv_pool_task task, void *context) {
     pthread_mutex_lock(&pool->lock);
     pool->task = task;
     pool->context = context;
-    pool->pending = pool->nthreads - 1;
-    pool->generation++;
+    atomic_store(&pool->pending, pool->nthreads - 1);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     pthread_cond_broadcast(&pool->start);
     pthread_mutex_unlock(&pool->lock);
 
     task(context, 0, pool->nthreads);
 
-    pthread_mutex_lock(&pool->lock);
-    while (pool->pending > 0) pthread_cond_wait(&pool->done, &pool->lock);
-    pthread_mutex_unlock(&pool->lock);
+    for (int k = 0; k < QV_POOL_SPIN && atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; k++) cpu_relax();
+    if (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        while (atomic_load(&pool->pending) > 0) pthread_cond_wait(&pool->done, &pool->lock);
+        pthread_mutex_unlock(&pool->lock);
+    }
 }
 
 int qv_pool_size(const qv_pool *pool) { return pool->nthreads; }
@@ -87,7 +111,7 @@ int qv_pool_size(const qv_pool *pool) { return pool->nthreads; }
 void qv_pool_destroy(qv_pool *pool) {
     if (!pool) return;
     pthread_mutex_lock(&pool->lock);
-    pool->stopping = 1;
+    atomic_store(&pool->stopping, 1);
     pthread_cond_broadcast(&pool->start);
     pthread_mutex_unlock(&pool->lock);
     for (int t = 1; t < pool->nthreads; t++) pthread_join(pool->threads[t], NULL);
