@@ -10,10 +10,10 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Workers and the caller spin this many times (a few tens of microseconds) waiting for the next
+/* Workers and the caller spin this many times (about 20 microseconds) waiting for the next
  * task or for the others to finish before they block on a condition variable: a step hands work
  * to the pool several times, and a futex sleep and wake-up per hand-off costs more than the wait. */
-#define QV_POOL_SPIN 4000
+#define QV_POOL_SPIN 1000
 
 struct qv_pool {
     int nthreads;
