@@ -614,8 +614,11 @@ int qv_lj_compute(qv_lj *lj, qv_pool *pool, const qv_state *s, const double box[
         }
     }
     if (need_rebuild) {
+        /* NaN, infinite, or so far out (10^6 box lengths) that the dynamics has clearly blown up
+         * and wrapping would overflow the image counts */
+        const float far = 1e6f * fmaxf(lj->box[0], fmaxf(lj->box[1], lj->box[2]));
         for (int32_t i = 0; i < lj->n; i++)
-            if (!isfinite(s->x[i]) || !isfinite(s->y[i]) || !isfinite(s->z[i])) return QV_ERR_NONFINITE;
+            if (!(fabsf(s->x[i]) < far) || !(fabsf(s->y[i]) < far) || !(fabsf(s->z[i]) < far)) return QV_ERR_NONFINITE;
         int rc = rebuild(lj, pool, s);
         if (rc != QV_OK) { lj->valid = 0; return rc; }
     }

@@ -3,6 +3,9 @@ import CQuiverCore
 /// The built-in Lennard-Jones force field: E = 4 eps ((sigma/r)^12 - (sigma/r)^6) for r < cutoff,
 /// with per-type-pair eps and sigma, optionally shifted to zero at the cutoff, evaluated by the
 /// vectorised C core over cell-built Verlet lists (see docs/architecture.md).
+///
+/// An instance holds the neighbour lists of the simulation it was prepared for: give each
+/// simulation its own instance (preparing it again for another simulation rebinds it).
 public final class LennardJones: ForceField {
     public struct Parameters: Sendable, Equatable {
         /// Number of atom types.

@@ -104,6 +104,15 @@ struct DynamicsTests {
         #expect(a.1 == d.1)
     }
 
+    @Test("an atom thrown absurdly far is reported as a blow-up, not wrapped")
+    func farAway() throws {
+        let system = ParticleSystem(positions: [[1, 1, 1], [3, 3, 3]], velocities: [[0, 0, 0], [1e12, 0, 0]],
+                                    masses: [1, 1], box: Box(cube: 8))
+        let params = LennardJones.Parameters(epsilon: 1, sigma: 1, cutoff: 2.5, skin: 0.3)
+        let (sim, _) = try makeSimulation(system, params, kernel: .scalar, integrator: .velocityVerlet(timestep: 0.01))
+        #expect(throws: EngineError.nonFinite(step: 1)) { try sim.run(steps: 1) }
+    }
+
     @Test("a system that blows up raises nonFinite instead of producing garbage")
     func blowUp() throws {
         let system = ParticleSystem(positions: [[1, 1, 1], [1.02, 1, 1], [4, 4, 4]], masses: [1, 1, 1], box: Box(cube: 8))
