@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "quiver", targets: ["quiver"]),
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
+        .library(name: "QuiverSharedMemory", targets: ["QuiverSharedMemory"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -15,6 +16,11 @@ let package = Package(
         // Vectorised C core: LJ kernels (scalar + AVX2/FMA), neighbour lists, integrators, thread pool.
         .target(
             name: "CQuiverCore",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // Shared-memory layout and the seqlock protocol (frame ring, engine snapshots, worker status).
+        .target(
+            name: "CQuiverShm",
             cSettings: [.define("_GNU_SOURCE")]
         ),
         // System libraries, settled now; later work (frames, compression, linear algebra) uses them.
@@ -38,17 +44,26 @@ let package = Package(
             name: "QuiverEngine",
             dependencies: ["CQuiverCore"]
         ),
+        // POSIX shared-memory segments of a run, in Swift.
+        .target(
+            name: "QuiverSharedMemory",
+            dependencies: ["CQuiverShm"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "CQuiverCore", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "CQuiverCore", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "QuiverEngineTests",
             dependencies: ["QuiverEngine", "CQuiverCore"]
+        ),
+        .testTarget(
+            name: "QuiverSharedMemoryTests",
+            dependencies: ["QuiverSharedMemory"]
         ),
         .testTarget(
             name: "QuiverCLITests",

@@ -1,0 +1,91 @@
+/* Private: the byte layout of a segment, with atomics. Swift never sees these types; it goes
+ * through the plain info structs and accessor functions of CQuiverShm.h. */
+#ifndef QV_SHM_LAYOUT_H
+#define QV_SHM_LAYOUT_H
+#include "CQuiverShm.h"
+#include <stdatomic.h>
+
+/* The segment header, at offset 0. 256 bytes. */
+typedef struct qv_shm_header {
+    uint64_t magic;                  /*   0: QV_SHM_MAGIC, written last at creation */
+    uint32_t layout_version;         /*   8 */
+    uint32_t header_size;            /*  12: sizeof(qv_shm_header) */
+    uint64_t total_size;             /*  16: bytes of the whole segment */
+    uint32_t atom_capacity;          /*  24: atoms every array has room for */
+    uint32_t slot_count;             /*  28: frame ring slots */
+    uint64_t slot_size;              /*  32: bytes per slot, header included */
+    uint64_t ring_offset;            /*  40 */
+    uint64_t state_offset;           /*  48: two engine snapshots */
+    uint64_t state_size;             /*  56: bytes per snapshot, header included */
+    uint64_t status_offset;          /*  64: worker status table */
+    uint32_t worker_capacity;        /*  72 */
+    uint32_t fields;                 /*  76: QV_SHM_FIELD_* the frame slots carry */
+    int32_t creator_pid;             /*  80 */
+    uint32_t reserved0;              /*  84 */
+    uint64_t created_unix_ns;        /*  88 */
+    _Atomic uint64_t frames_published; /* 96: frames published so far; newest index = this - 1 */
+    _Atomic uint64_t snapshots_written; /* 104: engine snapshots so far; newest in buffer (this - 1) % 2 */
+    uint8_t reserved[144];           /* 112 .. 256 */
+} qv_shm_header;
+
+/* One frame slot of the ring: this header, then float32 arrays x, y, z [, vx, vy, vz] [, fx, fy, fz],
+ * each atom_capacity long (padded to 16 floats). 128 bytes. */
+typedef struct qv_shm_frame {
+    _Atomic uint64_t seq;            /*   0: even = stable, odd = being written */
+    uint64_t frame_index;            /*   8 */
+    uint64_t step;                   /*  16 */
+    double time_ps;                  /*  24 */
+    uint32_t atom_count;             /*  32 */
+    uint32_t fields;                 /*  36: QV_SHM_FIELD_* present in this frame */
+    int32_t writer_pid;              /*  40 */
+    uint32_t reserved0;              /*  44 */
+    uint64_t checksum;               /*  48: qv_shm_checksum of the arrays in use */
+    uint64_t publish_unix_ns;        /*  56: when the writer finished it (CLOCK_REALTIME) */
+    double box[3];                   /*  64: nm */
+    double potential_energy;         /*  88: kJ/mol */
+    double kinetic_energy;           /*  96 */
+    double temperature;              /* 104: K */
+    double user_energy;              /* 112 */
+    double user_work;                /* 120 */
+} qv_shm_frame;
+
+/* One engine snapshot (there are two, written alternately): this header, then float32 x, y, z,
+ * vx, vy, vz and int32 image_x, image_y, image_z arrays, atom_capacity long (padded). 128 bytes. */
+typedef struct qv_shm_snapshot {
+    _Atomic uint64_t seq;            /*   0 */
+    uint64_t snapshot_index;         /*   8 */
+    uint64_t step;                   /*  16 */
+    double time_ps;                  /*  24 */
+    uint32_t atom_count;             /*  32 */
+    int32_t writer_pid;              /*  36 */
+    uint64_t checksum;               /*  40 */
+    double box[3];                   /*  48 */
+    uint64_t frames_published;       /*  72: the ring's count when the snapshot was taken */
+    uint8_t reserved[48];            /*  80 .. 128 */
+} qv_shm_snapshot;
+
+/* One worker's entry in the status table. 64 bytes. */
+typedef struct qv_shm_worker {
+    _Atomic int32_t pid;             /*   0: 0 = none */
+    _Atomic uint32_t state;          /*   4: see QuiverSharedMemory.WorkerState */
+    _Atomic uint64_t progress;       /*   8: a counter the worker advances while it makes progress */
+    _Atomic uint64_t heartbeat_ns;   /*  16: CLOCK_MONOTONIC of its last progress */
+    _Atomic uint32_t restarts;       /*  24 */
+    uint32_t role;                   /*  28 */
+    char name[32];                   /*  32: NUL-terminated */
+} qv_shm_worker;
+
+_Static_assert(sizeof(qv_shm_header) == 256, "qv_shm_header is 256 bytes");
+_Static_assert(offsetof(qv_shm_header, frames_published) == 96, "header layout");
+_Static_assert(sizeof(qv_shm_frame) == 128, "qv_shm_frame is 128 bytes");
+_Static_assert(offsetof(qv_shm_frame, box) == 64, "frame layout");
+_Static_assert(sizeof(qv_shm_snapshot) == 128, "qv_shm_snapshot is 128 bytes");
+_Static_assert(sizeof(qv_shm_worker) == 64, "qv_shm_worker is 64 bytes");
+_Static_assert(sizeof(_Atomic uint64_t) == 8, "lock-free 64-bit atomics");
+
+/* Seqlock writer side: begin returns the even base to pass to end. A slot left odd by a dead
+ * writer is taken over. */
+uint64_t qv_shm_write_begin(_Atomic uint64_t *seq);
+void qv_shm_write_end(_Atomic uint64_t *seq, uint64_t base);
+
+#endif

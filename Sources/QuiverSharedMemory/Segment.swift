@@ -1,0 +1,502 @@
+import CQuiverShm
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Errors of shared-memory segments. System failures keep the errno.
+public enum SharedMemoryError: Error, Equatable, CustomStringConvertible {
+    /// A system call failed.
+    case system(operation: String, path: String, errno: Int32)
+    /// `create` found a segment of that name already.
+    case exists(path: String)
+    /// `open` found no segment of that name.
+    case notFound(path: String)
+    /// The backing store could not hold the segment (a full or small /dev/shm, a file size limit).
+    case noSpace(path: String, bytes: Int, errno: Int32)
+    /// The segment is not a Quiver segment of this layout version, or is inconsistent.
+    case invalidSegment(path: String, reason: String)
+    /// Layout parameters out of range.
+    case invalidLayout(String)
+    /// A frame or snapshot does not fit the segment.
+    case capacity(String)
+
+    public var description: String {
+        switch self {
+        case .system(let op, let path, let e): return "\(op) \(path): \(String(cString: strerror(e)))"
+        case .exists(let path): return "shared-memory segment \(path) already exists"
+        case .notFound(let path): return "no shared-memory segment \(path)"
+        case .noSpace(let path, let bytes, let e):
+            return "cannot allocate \(bytes) bytes for \(path): \(String(cString: strerror(e))) (is /dev/shm large enough?)"
+        case .invalidSegment(let path, let reason): return "\(path) is not a usable Quiver segment: \(reason)"
+        case .invalidLayout(let m): return "invalid shared-memory layout: \(m)"
+        case .capacity(let m): return m
+        }
+    }
+}
+
+/// The shape of a segment: how many atoms, frame slots and workers it holds.
+public struct SegmentLayout: Sendable, Equatable {
+    public var atomCapacity: Int
+    public var slotCount: Int
+    public var workerCapacity: Int
+    public var velocities: Bool
+    public var forces: Bool
+
+    public init(atomCapacity: Int, slotCount: Int = 8, workerCapacity: Int = 8, velocities: Bool = false, forces: Bool = false) {
+        self.atomCapacity = atomCapacity
+        self.slotCount = slotCount
+        self.workerCapacity = workerCapacity
+        self.velocities = velocities
+        self.forces = forces
+    }
+
+    var fields: UInt32 { (velocities ? UInt32(QV_SHM_FIELD_VELOCITIES) : 0) | (forces ? UInt32(QV_SHM_FIELD_FORCES) : 0) }
+
+    func computed() throws -> qv_shm_layout {
+        var l = qv_shm_layout()
+        guard atomCapacity > 0, atomCapacity <= 1 << 28, slotCount >= 2, slotCount <= 1024, workerCapacity > 0, workerCapacity <= 256,
+              qv_shm_compute_layout(UInt32(atomCapacity), UInt32(slotCount), UInt32(workerCapacity), fields, &l) == Int32(QV_SHM_OK) else {
+            throw SharedMemoryError.invalidLayout("atoms 1...2^28, slots 2...1024, workers 1...256; got \(atomCapacity), \(slotCount), \(workerCapacity)")
+        }
+        return l
+    }
+
+    /// Bytes the segment occupies.
+    public func totalBytes() throws -> Int { Int(try computed().total_size) }
+}
+
+/// One frame: what the engine publishes into the ring and a reader copies out. Arrays are SoA
+/// float32 (nm, nm/ps, kJ/mol/nm).
+public struct FrameRecord: Sendable, Equatable {
+    public var index: UInt64 = 0
+    public var step: UInt64 = 0
+    public var time: Double = 0
+    public var box: SIMD3<Double> = .zero
+    public var potentialEnergy = 0.0
+    public var kineticEnergy = 0.0
+    public var temperature = 0.0
+    public var userEnergy = 0.0
+    public var userWork = 0.0
+    /// Set by the writer when it publishes; nanoseconds since the Unix epoch.
+    public var publishedUnixNanoseconds: UInt64 = 0
+    public var writerPID: Int32 = 0
+    public var x: [Float] = [], y: [Float] = [], z: [Float] = []
+    public var velocities: (x: [Float], y: [Float], z: [Float])?
+    public var forces: (x: [Float], y: [Float], z: [Float])?
+
+    public init() {}
+
+    public var atomCount: Int { x.count }
+
+    public static func == (a: FrameRecord, b: FrameRecord) -> Bool {
+        a.index == b.index && a.step == b.step && a.time == b.time && a.box == b.box && a.x == b.x && a.y == b.y && a.z == b.z
+            && a.potentialEnergy == b.potentialEnergy && a.kineticEnergy == b.kineticEnergy && a.temperature == b.temperature
+            && a.velocities?.x == b.velocities?.x && a.velocities?.y == b.velocities?.y && a.velocities?.z == b.velocities?.z
+            && a.forces?.x == b.forces?.x && a.forces?.y == b.forces?.y && a.forces?.z == b.forces?.z
+    }
+}
+
+/// An engine snapshot: the state a respawned engine continues from.
+public struct EngineSnapshot: Sendable, Equatable {
+    public var index: UInt64 = 0
+    public var step: UInt64 = 0
+    public var time: Double = 0
+    public var box: SIMD3<Double> = .zero
+    public var framesPublished: UInt64 = 0
+    public var writerPID: Int32 = 0
+    public var x: [Float] = [], y: [Float] = [], z: [Float] = []
+    public var vx: [Float] = [], vy: [Float] = [], vz: [Float] = []
+    public var imageX: [Int32] = [], imageY: [Int32] = [], imageZ: [Int32] = []
+    public init() {}
+}
+
+/// Why a frame could not be read (the seqlock's verdicts).
+public enum FrameReadFailure: Error, Equatable, Sendable {
+    /// Not published yet.
+    case empty
+    /// Its live writer is writing that slot now.
+    case busy
+    /// It changed while being copied.
+    case torn
+    /// The slot already holds a newer frame: the reader was lapped.
+    case lapped
+    /// The slot's writer died mid-write; the frame is lost.
+    case abandoned
+    /// The slot's contents are inconsistent (size or checksum).
+    case corrupt
+}
+
+/// The lifecycle state of a worker, as stored in the status table.
+public enum WorkerState: UInt32, Sendable, CaseIterable {
+    case empty = 0, spawned = 1, ready = 2, stopping = 3, exited = 4, failed = 5
+}
+
+/// A POSIX shared-memory segment holding a run's frame ring, engine snapshots and worker status.
+///
+/// The segment is a file in `directory` (by default /dev/shm, which is where `shm_open` keeps
+/// them on Linux) created with mode 0600 and fully allocated with `posix_fallocate`, so touching it
+/// never raises SIGBUS on a small /dev/shm. One creator (the supervisor) unlinks it; other
+/// processes `open` it. The mapping lives until the object is released.
+public final class SharedSegment: @unchecked Sendable {
+    public let name: String
+    public let directory: String
+    public var path: String { directory + "/" + name }
+    let base: UnsafeMutableRawPointer
+    let mappedSize: Int
+    public let layout: SegmentLayout
+
+    private init(name: String, directory: String, base: UnsafeMutableRawPointer, mappedSize: Int, layout: SegmentLayout) {
+        self.name = name
+        self.directory = directory
+        self.base = base
+        self.mappedSize = mappedSize
+        self.layout = layout
+    }
+
+    deinit { munmap(base, mappedSize) }
+
+    static func checkName(_ name: String) throws {
+        guard !name.isEmpty, name.count < 200, !name.contains("/"), name != ".", name != ".." else {
+            throw SharedMemoryError.invalidLayout("segment names are one path component, got '\(name)'")
+        }
+    }
+
+    /// Creates a new segment (fails with `.exists` if one of that name exists).
+    public static func create(name: String, directory: String = "/dev/shm", layout: SegmentLayout) throws -> SharedSegment {
+        try checkName(name)
+        let l = try layout.computed()
+        let path = directory + "/" + name
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 {
+            let e = errno
+            if e == EEXIST { throw SharedMemoryError.exists(path: path) }
+            throw SharedMemoryError.system(operation: "create", path: path, errno: e)
+        }
+        defer { close(fd) }
+        let size = Int(l.total_size)
+        var rc: Int32
+        repeat { rc = posix_fallocate(fd, 0, off_t(size)) } while rc == EINTR
+        if rc != 0 {
+            Glibc.unlink(path)
+            if rc == ENOSPC || rc == EFBIG { throw SharedMemoryError.noSpace(path: path, bytes: size, errno: rc) }
+            throw SharedMemoryError.system(operation: "posix_fallocate", path: path, errno: rc)
+        }
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            let e = errno
+            Glibc.unlink(path)
+            throw SharedMemoryError.system(operation: "mmap", path: path, errno: e)
+        }
+        qv_shm_initialize(base, [l], getpid(), UInt64(Clock.realtimeNanoseconds))
+        return SharedSegment(name: name, directory: directory, base: base, mappedSize: size, layout: layout)
+    }
+
+    /// Opens an existing segment and validates its header.
+    public static func open(name: String, directory: String = "/dev/shm") throws -> SharedSegment {
+        try checkName(name)
+        let path = directory + "/" + name
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            let e = errno
+            if e == ENOENT { throw SharedMemoryError.notFound(path: path) }
+            throw SharedMemoryError.system(operation: "open", path: path, errno: e)
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SharedMemoryError.system(operation: "fstat", path: path, errno: errno) }
+        let size = Int(st.st_size)
+        guard size >= 256 else { throw SharedMemoryError.invalidSegment(path: path, reason: "only \(size) bytes") }
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            throw SharedMemoryError.system(operation: "mmap", path: path, errno: errno)
+        }
+        let v = qv_shm_validate(base, UInt64(size))
+        guard v == Int32(QV_SHM_OK) else {
+            munmap(base, size)
+            let reason: String
+            switch v {
+            case Int32(QV_SHM_ERR_MAGIC): reason = "bad magic (not initialised yet, or not a Quiver segment)"
+            case Int32(QV_SHM_ERR_VERSION): reason = "layout version differs from \(QV_SHM_LAYOUT_VERSION)"
+            case Int32(QV_SHM_ERR_SIZE): reason = "file is smaller than its header says"
+            default: reason = "inconsistent header"
+            }
+            throw SharedMemoryError.invalidSegment(path: path, reason: reason)
+        }
+        var h = qv_shm_header_info()
+        qv_shm_read_header(base, &h)
+        let layout = SegmentLayout(atomCapacity: Int(h.atom_capacity), slotCount: Int(h.slot_count), workerCapacity: Int(h.worker_capacity),
+                                   velocities: h.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0,
+                                   forces: h.fields & UInt32(QV_SHM_FIELD_FORCES) != 0)
+        return SharedSegment(name: name, directory: directory, base: base, mappedSize: size, layout: layout)
+    }
+
+    /// Removes the segment's name (the memory lives on until every mapping is gone).
+    public func unlink() throws {
+        if Glibc.unlink(path) != 0 && errno != ENOENT {
+            throw SharedMemoryError.system(operation: "unlink", path: path, errno: errno)
+        }
+    }
+
+    /// Removes segments in `directory` whose names start with `prefix` and whose creator process is
+    /// gone (read from the header, or from a trailing `-<pid>` in the name when the header is
+    /// unreadable). Returns the names removed.
+    @discardableResult
+    public static func removeStale(prefix: String, directory: String = "/dev/shm") -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var removed: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+            guard name.hasPrefix(prefix) else { continue }
+            var creator: Int32 = 0
+            if let segment = try? SharedSegment.open(name: name, directory: directory) {
+                creator = segment.header.creatorPID
+            } else if let last = name.split(separator: "-").last, let pid = Int32(last) {
+                creator = pid
+            }
+            if creator > 0 && qv_shm_pid_alive(creator) != 0 { continue }
+            if Glibc.unlink(directory + "/" + name) == 0 { removed.append(name) }
+        }
+        return removed
+    }
+
+    /// Header values.
+    public struct Header: Sendable {
+        public let creatorPID: Int32
+        public let createdUnixNanoseconds: UInt64
+        public let totalBytes: Int
+        public let framesPublished: UInt64
+        public let snapshotsWritten: UInt64
+    }
+
+    public var header: Header {
+        var h = qv_shm_header_info()
+        qv_shm_read_header(base, &h)
+        return Header(creatorPID: h.creator_pid, createdUnixNanoseconds: h.created_unix_ns, totalBytes: Int(h.total_size),
+                      framesPublished: h.frames_published, snapshotsWritten: h.snapshots_written)
+    }
+
+    /// Frames published so far; the newest has index `framesPublished - 1`.
+    public var framesPublished: UInt64 { header.framesPublished }
+
+    // MARK: frames
+
+    /// Publishes `frame` into slot `frame.index % slotCount` (single writer). Sets the writer pid and
+    /// the publication time. Throws `.capacity` when it has more atoms than the segment holds.
+    public func publish(_ frame: FrameRecord) throws {
+        let n = frame.atomCount
+        guard n <= layout.atomCapacity, frame.y.count == n, frame.z.count == n else {
+            throw SharedMemoryError.capacity("frame of \(n) atoms does not fit a segment of \(layout.atomCapacity)")
+        }
+        var fields: UInt32 = 0
+        var arrays: [[Float]] = [frame.x, frame.y, frame.z]
+        if layout.velocities, let v = frame.velocities {
+            guard v.x.count == n, v.y.count == n, v.z.count == n else { throw SharedMemoryError.capacity("velocity arrays differ in length") }
+            fields |= UInt32(QV_SHM_FIELD_VELOCITIES)
+            arrays += [v.x, v.y, v.z]
+        }
+        if layout.forces, let f = frame.forces {
+            guard f.x.count == n, f.y.count == n, f.z.count == n else { throw SharedMemoryError.capacity("force arrays differ in length") }
+            fields |= UInt32(QV_SHM_FIELD_FORCES)
+            arrays += [f.x, f.y, f.z]
+        }
+        var info = qv_shm_frame_info()
+        info.frame_index = frame.index
+        info.step = frame.step
+        info.time_ps = frame.time
+        info.atom_count = UInt32(n)
+        info.fields = fields
+        info.writer_pid = getpid()
+        info.box = (frame.box.x, frame.box.y, frame.box.z)
+        info.potential_energy = frame.potentialEnergy
+        info.kinetic_energy = frame.kineticEnergy
+        info.temperature = frame.temperature
+        info.user_energy = frame.userEnergy
+        info.user_work = frame.userWork
+        withPointers(to: arrays) { qv_shm_publish_frame(base, &info, $0) }
+    }
+
+    /// Copies frame `index` into `frame`. Throws a `FrameReadFailure`.
+    public func read(frame index: UInt64, into frame: inout FrameRecord) throws(FrameReadFailure) {
+        let cap = layout.atomCapacity
+        let k = 3 + (layout.velocities ? 3 : 0) + (layout.forces ? 3 : 0)
+        var info = qv_shm_frame_info()
+        let (status, flat) = readFlat(count: k, capacity: cap) { qv_shm_read_frame(base, index, &info, $0, UInt32(cap), qv_shm_pid_alive) }
+        switch status {
+        case Int32(QV_SHM_READ_OK): break
+        case Int32(QV_SHM_READ_EMPTY): throw .empty
+        case Int32(QV_SHM_READ_BUSY): throw .busy
+        case Int32(QV_SHM_READ_TORN): throw .torn
+        case Int32(QV_SHM_READ_LAPPED): throw .lapped
+        case Int32(QV_SHM_READ_ABANDONED): throw .abandoned
+        default: throw .corrupt
+        }
+        let n = Int(info.atom_count)
+        func array(_ a: Int) -> [Float] { Array(flat[(a * cap)..<(a * cap + n)]) }
+        frame.index = info.frame_index
+        frame.step = info.step
+        frame.time = info.time_ps
+        frame.box = SIMD3(info.box.0, info.box.1, info.box.2)
+        frame.potentialEnergy = info.potential_energy
+        frame.kineticEnergy = info.kinetic_energy
+        frame.temperature = info.temperature
+        frame.userEnergy = info.user_energy
+        frame.userWork = info.user_work
+        frame.publishedUnixNanoseconds = info.publish_unix_ns
+        frame.writerPID = info.writer_pid
+        frame.x = array(0); frame.y = array(1); frame.z = array(2)
+        var next = 3
+        frame.velocities = info.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0 ? (array(next), array(next + 1), array(next + 2)) : nil
+        if info.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0 { next += 3 }
+        frame.forces = info.fields & UInt32(QV_SHM_FIELD_FORCES) != 0 ? (array(next), array(next + 1), array(next + 2)) : nil
+    }
+
+    /// Reads the newest frame, retrying while a writer is busy or the copy tore and stepping back
+    /// one frame when the newest was abandoned by a dead writer. `nil` when nothing is published.
+    public func readLatest(into frame: inout FrameRecord, attempts: Int = 1000) -> FrameRecord? {
+        for _ in 0..<attempts {
+            let published = framesPublished
+            guard published > 0 else { return nil }
+            do {
+                try read(frame: published - 1, into: &frame)
+                return frame
+            } catch .abandoned, .corrupt {
+                guard published > 1 else { return nil }
+                if (try? read(frame: published - 2, into: &frame)) != nil { return frame }
+                return nil
+            } catch {
+                continue // busy, torn, lapped: the writer moved on; try the newest again
+            }
+        }
+        return nil
+    }
+
+    // MARK: snapshots
+
+    /// Writes an engine snapshot into the older of the two buffers.
+    public func writeSnapshot(_ s: EngineSnapshot) throws {
+        let n = s.x.count
+        guard n <= layout.atomCapacity, [s.y, s.z, s.vx, s.vy, s.vz].allSatisfy({ $0.count == n }),
+              [s.imageX, s.imageY, s.imageZ].allSatisfy({ $0.count == n }) else {
+            throw SharedMemoryError.capacity("snapshot arrays must all have the same length <= \(layout.atomCapacity)")
+        }
+        var info = qv_shm_snapshot_info()
+        info.step = s.step
+        info.time_ps = s.time
+        info.atom_count = UInt32(n)
+        info.writer_pid = getpid()
+        info.box = (s.box.x, s.box.y, s.box.z)
+        info.frames_published = s.framesPublished
+        withPointers(to: [s.x, s.y, s.z, s.vx, s.vy, s.vz]) { floats in
+            withPointers(to: [s.imageX, s.imageY, s.imageZ]) { ints in
+                qv_shm_write_snapshot(base, &info, floats, ints)
+            }
+        }
+    }
+
+    /// The newest consistent snapshot (the older buffer when the newest is torn by a dead writer),
+    /// or nil when none was written.
+    public func readSnapshot() -> EngineSnapshot? {
+        let cap = layout.atomCapacity
+        var info = qv_shm_snapshot_info()
+        var ints = [Int32](repeating: 0, count: 3 * cap)
+        let (status, floats) = readFlat(count: 6, capacity: cap) { f in
+            ints.withUnsafeMutableBufferPointer { buffer in
+                let p: [UnsafeMutablePointer<Int32>?] = (0..<3).map { buffer.baseAddress! + $0 * cap }
+                return p.withUnsafeBufferPointer { qv_shm_read_snapshot(base, &info, f, $0.baseAddress!, UInt32(cap), qv_shm_pid_alive) }
+            }
+        }
+        guard status == Int32(QV_SHM_READ_OK) else { return nil }
+        let n = Int(info.atom_count)
+        var s = EngineSnapshot()
+        s.index = info.snapshot_index
+        s.step = info.step
+        s.time = info.time_ps
+        s.box = SIMD3(info.box.0, info.box.1, info.box.2)
+        s.framesPublished = info.frames_published
+        s.writerPID = info.writer_pid
+        func f(_ a: Int) -> [Float] { Array(floats[(a * cap)..<(a * cap + n)]) }
+        func i(_ a: Int) -> [Int32] { Array(ints[(a * cap)..<(a * cap + n)]) }
+        s.x = f(0); s.y = f(1); s.z = f(2); s.vx = f(3); s.vy = f(4); s.vz = f(5)
+        s.imageX = i(0); s.imageY = i(1); s.imageZ = i(2)
+        return s
+    }
+
+    // MARK: worker status
+
+    /// The status entry of worker `index` (0 ..< workerCapacity).
+    public func worker(_ index: Int) -> WorkerStatus {
+        precondition(index >= 0 && index < layout.workerCapacity, "worker index \(index) out of 0..<\(layout.workerCapacity)")
+        return WorkerStatus(segment: self, index: UInt32(index))
+    }
+}
+
+/// A view of one entry of the worker status table; every access is atomic.
+public struct WorkerStatus: Sendable {
+    let segment: SharedSegment
+    let index: UInt32
+    var base: UnsafeMutableRawPointer { segment.base }
+
+    public var pid: Int32 {
+        get { qv_shm_worker_pid(base, index) }
+        nonmutating set { qv_shm_worker_set_pid(base, index, newValue) }
+    }
+    public var state: WorkerState {
+        get { WorkerState(rawValue: qv_shm_worker_state(base, index)) ?? .failed }
+        nonmutating set { qv_shm_worker_set_state(base, index, newValue.rawValue) }
+    }
+    public var progress: UInt64 { qv_shm_worker_progress(base, index) }
+    /// CLOCK_MONOTONIC nanoseconds of the last `advance()`.
+    public var heartbeatNanoseconds: UInt64 { qv_shm_worker_heartbeat_ns(base, index) }
+    public var restarts: UInt32 {
+        get { qv_shm_worker_restarts(base, index) }
+        nonmutating set { qv_shm_worker_set_restarts(base, index, newValue) }
+    }
+    public var role: UInt32 { qv_shm_worker_role(base, index) }
+    public var name: String {
+        var buffer = [CChar](repeating: 0, count: 32)
+        qv_shm_worker_name(base, index, &buffer)
+        return String(cString: buffer)
+    }
+    public func setIdentity(role: UInt32, name: String) { qv_shm_worker_set_identity(base, index, role, name) }
+    /// Counts one unit of progress and stamps the heartbeat.
+    public func advance() { qv_shm_worker_advance(base, index, Clock.monotonicNanoseconds) }
+}
+
+enum Clock {
+    static var realtimeNanoseconds: UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    }
+    static var monotonicNanoseconds: UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    }
+}
+
+/// Calls `body` with a C array of pointers to each array's storage (valid only inside `body`).
+func withPointers<T, R>(to arrays: [[T]], _ body: (UnsafePointer<UnsafePointer<T>?>) -> R) -> R {
+    var pointers: [UnsafePointer<T>?] = []
+    func recurse(_ i: Int) -> R {
+        if i == arrays.count { return pointers.withUnsafeBufferPointer { body($0.baseAddress!) } }
+        return arrays[i].withUnsafeBufferPointer { buffer in
+            pointers.append(buffer.baseAddress)
+            return recurse(i + 1)
+        }
+    }
+    return recurse(0)
+}
+
+/// Runs `body` with `count` pointers into one zeroed scratch buffer of `count * capacity` floats
+/// (valid only inside `body`) and returns its result with the buffer.
+func readFlat(count: Int, capacity: Int, _ body: (UnsafePointer<UnsafeMutablePointer<Float>?>) -> Int32) -> (Int32, [Float]) {
+    var flat = [Float](repeating: 0, count: count * capacity)
+    let status = flat.withUnsafeMutableBufferPointer { buffer in
+        let pointers: [UnsafeMutablePointer<Float>?] = (0..<count).map { buffer.baseAddress! + $0 * capacity }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+    return (status, flat)
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import QuiverSharedMemory
+
+/// Tools for reliability tests and diagnosis; not part of the stable interface.
+struct Debug: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Diagnostic tools used by the reliability tests.",
+        shouldDisplay: false,
+        subcommands: [ShmWriter.self, ShmReader.self])
+}
+
+/// The pattern a test writer fills frame `index` with, and a reader checks: exact small integers.
+enum FramePattern {
+    static func value(_ index: UInt64, _ atom: Int, _ component: Int) -> Float {
+        Float((index &* 2_654_435_761 &+ UInt64(atom) &* 3 &+ UInt64(component)) % 1_000_003)
+    }
+
+    static func fill(_ frame: inout FrameRecord, index: UInt64, atoms: Int) {
+        frame.index = index
+        frame.step = index * 10
+        frame.time = Double(index)
+        frame.box = SIMD3(Double(index % 97), 1, 2)
+        frame.x = (0..<atoms).map { value(index, $0, 0) }
+        frame.y = (0..<atoms).map { value(index, $0, 1) }
+        frame.z = (0..<atoms).map { value(index, $0, 2) }
+    }
+
+    static func check(_ frame: FrameRecord) -> Bool {
+        let i = frame.index
+        guard frame.step == i * 10, frame.time == Double(i), frame.box.x == Double(i % 97) else { return false }
+        for a in 0..<frame.atomCount {
+            if frame.x[a] != value(i, a, 0) || frame.y[a] != value(i, a, 1) || frame.z[a] != value(i, a, 2) { return false }
+        }
+        return true
+    }
+}
+
+struct ShmWriter: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "shm-writer", abstract: "Publish pattern frames into a segment's ring.")
+
+    @Option var name: String
+    @Option var directory: String = "/dev/shm"
+    @Option var atoms: Int = 20000
+    @Option var slots: Int = 4
+    @Flag(help: "Create the segment (otherwise open it and continue after the last published frame).")
+    var create = false
+    @Option(help: "Stop after this many seconds (0: run until killed).")
+    var seconds: Double = 0
+    @Option(help: "Pause between frames, microseconds.")
+    var intervalUs: Int = 0
+
+    func run() throws {
+        let segment = create
+            ? try SharedSegment.create(name: name, directory: directory, layout: SegmentLayout(atomCapacity: atoms, slotCount: slots))
+            : try SharedSegment.open(name: name, directory: directory)
+        var frame = FrameRecord()
+        var index = segment.framesPublished
+        let start = Date()
+        while seconds == 0 || Date().timeIntervalSince(start) < seconds {
+            FramePattern.fill(&frame, index: index, atoms: atoms)
+            try segment.publish(frame)
+            index += 1
+            if intervalUs > 0 { usleep(useconds_t(intervalUs)) }
+        }
+        print("{\"frames_published\":\(segment.framesPublished)}")
+    }
+}
+
+struct ShmReader: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "shm-reader", abstract: "Read the newest frames and verify every accepted one.")
+
+    @Option var name: String
+    @Option var directory: String = "/dev/shm"
+    @Option var seconds: Double = 2
+
+    func run() throws {
+        let start = Date()
+        var segment: SharedSegment?
+        while segment == nil && Date().timeIntervalSince(start) < seconds {
+            segment = try? SharedSegment.open(name: name, directory: directory)
+            if segment == nil { usleep(1000) }
+        }
+        guard let segment else { throw ValidationError("segment \(name) did not appear") }
+        var counts: [String: Int] = ["reads": 0, "bad": 0, "went_back": 0, "empty": 0, "busy": 0, "torn": 0, "lapped": 0, "abandoned": 0, "corrupt": 0]
+        var frame = FrameRecord()
+        var last: UInt64?
+        while Date().timeIntervalSince(start) < seconds {
+            let published = segment.framesPublished
+            guard published > 0 else { counts["empty", default: 0] += 1; usleep(100); continue }
+            do {
+                try segment.read(frame: published - 1, into: &frame)
+                counts["reads", default: 0] += 1
+                if !FramePattern.check(frame) { counts["bad", default: 0] += 1 }
+                if let l = last, frame.index < l { counts["went_back", default: 0] += 1 }
+                last = frame.index
+            } catch {
+                let key: String
+                switch error {
+                case .empty: key = "empty"
+                case .busy: key = "busy"
+                case .torn: key = "torn"
+                case .lapped: key = "lapped"
+                case .abandoned: key = "abandoned"
+                case .corrupt: key = "corrupt"
+                }
+                counts[key, default: 0] += 1
+            }
+        }
+        counts["last_index"] = Int(last ?? 0)
+        print("{" + counts.keys.sorted().map { "\"\($0)\":\(counts[$0]!)" }.joined(separator: ",") + "}")
+    }
+}
