@@ -23,6 +23,8 @@ let package = Package(
             name: "CQuiverShm",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // Process plumbing: posix_spawn without inherited descriptors, parent-death signal, signalfd.
+        .target(name: "CQuiverOS", cSettings: [.define("_GNU_SOURCE")]),
         // System libraries, settled now; later work (frames, compression, linear algebra) uses them.
         .systemLibrary(
             name: "CZeroMQ",
@@ -49,11 +51,21 @@ let package = Package(
             name: "QuiverSharedMemory",
             dependencies: ["CQuiverShm"]
         ),
+        // The thin supervisor: run directory and lock, connection file, workers, restarts, control socket.
+        .target(
+            name: "QuiverSupervisor",
+            dependencies: ["CQuiverOS", "QuiverSharedMemory"]
+        ),
+        // The worker processes: the engine (dynamics into shared memory).
+        .target(
+            name: "QuiverWorkers",
+            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "CQuiverCore", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -67,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverCLITests",
-            dependencies: ["QuiverEngine"]
+            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor"]
         ),
     ]
 )

@@ -17,6 +17,22 @@ public struct SimulationOptions: Sendable {
     }
 }
 
+/// The dynamic state of a simulation in structure-of-arrays form (positions nm, velocities nm/ps,
+/// periodic image counts).
+public struct DynamicState: Sendable, Equatable {
+    public var step: Int
+    public var time: Double
+    public var x, y, z, vx, vy, vz: [Float]
+    public var imageX, imageY, imageZ: [Int32]
+
+    public init(step: Int, time: Double, x: [Float], y: [Float], z: [Float], vx: [Float], vy: [Float], vz: [Float],
+                imageX: [Int32], imageY: [Int32], imageZ: [Int32]) {
+        self.step = step; self.time = time
+        self.x = x; self.y = y; self.z = z; self.vx = vx; self.vy = vy; self.vz = vz
+        self.imageX = imageX; self.imageY = imageY; self.imageZ = imageZ
+    }
+}
+
 /// Energies at one step, kJ/mol.
 public struct Energies: Sendable {
     public let step: Int
@@ -175,6 +191,36 @@ public final class Simulation {
         }
         storage.setVelocities(velocities)
         cached = nil
+    }
+
+    /// The dynamic state as SoA arrays: what a checkpoint or a shared-memory snapshot holds.
+    public func dynamicState() -> DynamicState {
+        let n = count
+        func f(_ b: AlignedBuffer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: b.pointer, count: n)) }
+        func i(_ b: AlignedBuffer<Int32>) -> [Int32] { Array(UnsafeBufferPointer(start: b.pointer, count: n)) }
+        return DynamicState(step: step, time: time, x: f(storage.x), y: f(storage.y), z: f(storage.z),
+                            vx: f(storage.vx), vy: f(storage.vy), vz: f(storage.vz),
+                            imageX: i(storage.imageX), imageY: i(storage.imageY), imageZ: i(storage.imageZ))
+    }
+
+    /// Continues from a saved dynamic state (step counter, time, positions with their periodic
+    /// images, velocities) and recomputes forces. Throws `invalidSystem` for a state of another
+    /// size or with non-finite values.
+    public func restore(_ s: DynamicState) throws {
+        let n = count
+        guard [s.x, s.y, s.z, s.vx, s.vy, s.vz].allSatisfy({ $0.count == n }), [s.imageX, s.imageY, s.imageZ].allSatisfy({ $0.count == n }) else {
+            throw EngineError.invalidSystem("the saved state is for another number of atoms than \(n)")
+        }
+        guard s.step >= 0, s.time.isFinite, [s.x, s.y, s.z, s.vx, s.vy, s.vz].allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
+            throw EngineError.invalidSystem("the saved state has non-finite values or a negative step")
+        }
+        storage.setPositions((0..<n).map { SIMD3(s.x[$0], s.y[$0], s.z[$0]) })
+        storage.setImages(x: s.imageX, y: s.imageY, z: s.imageZ)
+        storage.setVelocities((0..<n).map { SIMD3(s.vx[$0], s.vy[$0], s.vz[$0]) })
+        step = s.step
+        time = s.time
+        for field in forceFields { field.positionsReplaced() }
+        try computeForces(energy: true)
     }
 
     /// Changes the integrator (timestep, thermostat) between steps.

@@ -70,6 +70,10 @@ final class StateStorage {
         }
     }
 
+    func setImages(x ix: [Int32], y iy: [Int32], z iz: [Int32]) {
+        for k in 0..<count { imageX.pointer[k] = ix[k]; imageY.pointer[k] = iy[k]; imageZ.pointer[k] = iz[k] }
+    }
+
     func setVelocities(_ v: [SIMD3<Float>]) {
         for k in 0..<count { vx.pointer[k] = v[k].x; vy.pointer[k] = v[k].y; vz.pointer[k] = v[k].z }
     }

@@ -113,7 +113,8 @@ struct CLITests {
 
     @Test("run prints progress with energies, ns/day and an ETA, then a summary")
     func runWithSteps() throws {
-        let r = try QuiverProcess.run(["run", "--cells", "4", "--steps", "60", "--report-every", "20", "--threads", "1"])
+        let dir = TemporaryRunDirectory()
+        let r = try QuiverProcess.run(["run", "--cells", "4", "--steps", "60", "--report-every", "20", "--threads", "1", "--run-dir", dir.path])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first?.contains("256 atoms") == true)
@@ -129,7 +130,8 @@ struct CLITests {
     func runUntilSignal() throws {
         let p = Process()
         p.executableURL = QuiverProcess.binary
-        p.arguments = ["run", "--threads", "1", "--report-every", "10"]
+        let dir = TemporaryRunDirectory()
+        p.arguments = ["run", "--threads", "1", "--report-every", "10", "--run-dir", dir.path]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice

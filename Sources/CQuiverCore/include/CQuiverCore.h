@@ -6,5 +6,4 @@
 #include "qv_pool.h"
 #include "qv_integrate.h"
 #include "qv_lj.h"
-#include "qv_signal.h"
 #endif

@@ -1,0 +1,97 @@
+#include "CQuiverOS.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int qv_os_spawn(const char *path, char *const argv[], pid_t *pid_out) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+#endif
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGCHLD);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGHUP);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    if (rc == 0) rc = posix_spawn(pid_out, path, &actions, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+int qv_os_die_with_parent(int signal, pid_t expected_parent) {
+#if defined(__linux__)
+    if (prctl(PR_SET_PDEATHSIG, signal) != 0) return -1;
+#endif
+    return getppid() == expected_parent ? 0 : -1;
+}
+
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_supervisor_signal(int sig) {
+    int saved = errno;
+    unsigned char byte = (unsigned char)sig;
+    ssize_t ignored = write(signal_pipe[1], &byte, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+int qv_os_signal_pipe_for_supervisor(void) {
+    if (signal_pipe[0] >= 0) return signal_pipe[0];
+    if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_supervisor_signal;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    const int signals[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP };
+    for (unsigned k = 0; k < sizeof(signals) / sizeof(signals[0]); k++)
+        if (sigaction(signals[k], &sa, NULL) != 0) return -1;
+    sigset_t set;
+    sigemptyset(&set);
+    for (unsigned k = 0; k < sizeof(signals) / sizeof(signals[0]); k++) sigaddset(&set, signals[k]);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return signal_pipe[0];
+}
+
+int qv_os_read_signal(int fd) {
+    unsigned char byte;
+    ssize_t n;
+    do { n = read(fd, &byte, 1); } while (n < 0 && errno == EINTR);
+    if (n == 1) return (int)byte;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return -1;
+}
+
+int qv_os_executable_path(char *buf, size_t size) {
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return 0;
+}
+
+int qv_os_accept(int listen_fd) {
+    int fd;
+    do { fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); } while (fd < 0 && errno == EINTR);
+    return fd;
+}

@@ -1,0 +1,306 @@
+import CQuiverOS
+import Foundation
+import QuiverSharedMemory
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker the supervisor runs: `executable` is started with `arguments`.
+public struct WorkerSpec: Sendable {
+    public var role: String
+    public var arguments: [String]
+    /// Seconds without progress (in the status table) before the worker is killed and restarted;
+    /// nil: no watchdog.
+    public var watchdog: Double?
+    /// Whether a clean exit (status 0) means the run is complete (the engine after its steps).
+    public var exitEndsRun: Bool
+
+    public init(role: String, arguments: [String], watchdog: Double? = nil, exitEndsRun: Bool = false) {
+        self.role = role
+        self.arguments = arguments
+        self.watchdog = watchdog
+        self.exitEndsRun = exitEndsRun
+    }
+}
+
+/// How a run ended.
+public enum RunOutcome: Equatable, Sendable {
+    /// A signal or a `stop` command asked it to.
+    case stopped(reason: String)
+    /// A worker with `exitEndsRun` finished.
+    case finished(role: String)
+}
+
+/// The thin supervisor: spawns the workers (posix_spawn of this executable, in start order),
+/// watches them (SIGCHLD through a self-pipe, a progress watchdog), restarts them by the
+/// `RestartPolicy`, serves `status` and `stop` on the control socket, and stops them in reverse
+/// order (SIGTERM to each worker's process group, `grace` seconds, then SIGKILL).
+public final class Supervisor {
+    public let runDirectory: RunDirectory
+    public let segment: SharedSegment
+    public let executable: String
+    public let policy: RestartPolicy
+    public let grace: Double
+    private let log: (String) -> Void
+
+    final class Worker {
+        let index: Int
+        let spec: WorkerSpec
+        var pid: pid_t = 0
+        var state = "starting"
+        var restarts = 0
+        var restartTimes: [Double] = []
+        var respawnAt: Double?
+        var lastExit = ""
+        var lastProgress: UInt64 = 0
+        var lastProgressAt = 0.0
+        var startedAt = 0.0
+        init(index: Int, spec: WorkerSpec) { self.index = index; self.spec = spec }
+    }
+
+    private var workers: [Worker]
+    private var signalFD: Int32 = -1
+    private var listenFD: Int32 = -1
+    private var stopReason: String?
+    private var failure: SupervisorError?
+    private var finishedRole: String?
+    private var rateSamples: [(time: Double, step: UInt64)] = []
+
+    public init(runDirectory: RunDirectory, segment: SharedSegment, executable: String, workers: [WorkerSpec],
+                policy: RestartPolicy = RestartPolicy(), grace: Double = 5, log: @escaping (String) -> Void) {
+        self.runDirectory = runDirectory
+        self.segment = segment
+        self.executable = executable
+        self.policy = policy
+        self.grace = grace
+        self.log = log
+        self.workers = workers.enumerated().map { Worker(index: $0.offset, spec: $0.element) }
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    /// Runs until stopped, finished or failed; always stops every worker before returning.
+    /// `tick` is called about once a second (progress lines). Throws `workerFailed` when a worker
+    /// exhausted its restarts.
+    public func run(tick: (Supervisor) -> Void = { _ in }) throws -> RunOutcome {
+        signalFD = qv_os_signal_pipe_for_supervisor()
+        guard signalFD >= 0 else { throw SupervisorError.system(operation: "signal pipe", path: "", errno: errno) }
+        listenFD = try UnixSocket.listen(at: runDirectory.controlSocketPath)
+        defer { close(listenFD); unlink(runDirectory.controlSocketPath) }
+
+        for w in workers { try spawn(w) }
+        var lastTick = Self.now()
+        while stopReason == nil && failure == nil && finishedRole == nil {
+            let now = Self.now()
+            var timeout = 0.25
+            for w in workers { if let at = w.respawnAt { timeout = min(timeout, max(0, at - now)) } }
+            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, 2, Int32(timeout * 1000))
+            if ready < 0 && errno != EINTR { throw SupervisorError.system(operation: "poll", path: "", errno: errno) }
+            if fds[0].revents != 0 { handleSignals() }
+            reap() // also without a signal: cheap, and robust to a signal lost in a full pipe
+            if fds[1].revents != 0 { serveControl() }
+            let t = Self.now()
+            for w in workers where w.respawnAt != nil && w.respawnAt! <= t && stopReason == nil && failure == nil {
+                w.respawnAt = nil
+                do { try spawn(w) } catch { failure = error as? SupervisorError ?? .spawnFailed(role: w.spec.role, errno: EIO) }
+            }
+            checkWatchdogs(now: t)
+            if t - lastTick >= 1.0 {
+                sampleRate(now: t)
+                tick(self)
+                lastTick = t
+            }
+        }
+        stopAll()
+        if let failure { throw failure }
+        if let role = finishedRole { return .finished(role: role) }
+        return .stopped(reason: stopReason ?? "stopped")
+    }
+
+    private func spawn(_ w: Worker) throws {
+        let status = segment.worker(w.index)
+        status.setIdentity(role: UInt32(w.index), name: w.spec.role)
+        status.state = .spawned
+        let argv = [executable] + w.spec.arguments
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        cArgs.append(nil)
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let rc = qv_os_spawn(executable, cArgs, &pid)
+        guard rc == 0 else { throw SupervisorError.spawnFailed(role: w.spec.role, errno: rc) }
+        w.pid = pid
+        w.state = "running"
+        w.startedAt = Self.now()
+        w.lastProgress = status.progress
+        w.lastProgressAt = w.startedAt
+        status.pid = pid
+        status.restarts = UInt32(w.restarts)
+        log("worker \(w.spec.role) started, pid \(pid)" + (w.restarts > 0 ? " (restart \(w.restarts))" : ""))
+    }
+
+    private func handleSignals() {
+        while true {
+            let sig = qv_os_read_signal(signalFD)
+            if sig <= 0 { break }
+            if sig == SIGCHLD { reap() } else if stopReason == nil {
+                stopReason = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"
+                log("received \(stopReason!), stopping")
+            }
+        }
+    }
+
+    private func reap() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid <= 0 { break }
+            guard let w = workers.first(where: { $0.pid == pid }) else { continue }
+            w.pid = 0
+            let exitedNormally = (status & 0x7f) == 0
+            let code = (status >> 8) & 0xff
+            let signal = status & 0x7f
+            w.lastExit = exitedNormally ? "exit status \(code)" : "killed by signal \(signal)"
+            segment.worker(w.index).pid = 0
+            if stopReason != nil { w.state = "stopped"; continue }
+            if exitedNormally && code == 0 && w.spec.exitEndsRun {
+                w.state = "finished"
+                segment.worker(w.index).state = .exited
+                finishedRole = w.spec.role
+                log("worker \(w.spec.role) finished")
+                continue
+            }
+            segment.worker(w.index).state = .failed
+            let now = Self.now()
+            guard let delay = policy.delay(now: now, previousRestarts: w.restartTimes) else {
+                w.state = "failed"
+                log("worker \(w.spec.role) \(w.lastExit); \(policy.maxRestarts) restarts within \(Int(policy.window)) s, giving up")
+                failure = .workerFailed(role: w.spec.role, restarts: w.restarts, lastExit: w.lastExit)
+                continue
+            }
+            w.restarts += 1
+            w.restartTimes.append(now)
+            w.respawnAt = now + delay
+            w.state = "restarting"
+            log("worker \(w.spec.role) \(w.lastExit); restarting in \(Int(delay * 1000)) ms")
+        }
+    }
+
+    private func checkWatchdogs(now: Double) {
+        for w in workers where w.pid > 0 {
+            guard let limit = w.spec.watchdog else { continue }
+            let p = segment.worker(w.index).progress
+            if p != w.lastProgress {
+                w.lastProgress = p
+                w.lastProgressAt = now
+            } else if now - w.lastProgressAt > limit {
+                log("worker \(w.spec.role) made no progress for \(String(format: "%.1f", now - w.lastProgressAt)) s; killing it")
+                kill(-w.pid, SIGKILL)
+                kill(w.pid, SIGKILL)
+                w.lastProgressAt = now
+            }
+        }
+    }
+
+    private func sampleRate(now: Double) {
+        guard let step = newestStep else { return }
+        rateSamples.append((now, step))
+        if rateSamples.count > 5 { rateSamples.removeFirst(rateSamples.count - 5) }
+    }
+
+    /// The step of the newest published frame.
+    public var newestStep: UInt64? {
+        var frame = FrameRecord()
+        return segment.readLatest(into: &frame).map(\.step)
+    }
+
+    /// Engine steps per second over the last few seconds.
+    public var stepsPerSecond: Double {
+        guard let first = rateSamples.first, let last = rateSamples.last, last.time > first.time else { return 0 }
+        return Double(last.step &- first.step) / (last.time - first.time)
+    }
+
+    private func serveControl() {
+        while true {
+            let client = qv_os_accept(listenFD)
+            if client < 0 { break }
+            defer { close(client) }
+            var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            var request = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 512)
+            while request.count < UnixSocket.maxRequest && !request.contains(UInt8(ascii: "\n")) {
+                let n = recv(client, &buffer, buffer.count, 0)
+                if n <= 0 { break }
+                request += buffer[0..<n]
+            }
+            let command = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let reply: String
+            switch command {
+            case "status": reply = statusJSON()
+            case "stop":
+                if stopReason == nil { stopReason = "stop command"; log("stop requested on the control socket") }
+                reply = "{\"ok\":true,\"stopping\":true}"
+            default:
+                reply = "{\"ok\":false,\"error\":\"unknown command; expected status or stop\"}"
+            }
+            let line = reply + "\n"
+            _ = line.withCString { send(client, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    /// The status document served on the control socket.
+    public func statusJSON() -> String {
+        var root: [String: Any] = [
+            "ok": true,
+            "run_directory": runDirectory.path,
+            "pid": Int(getpid()),
+            "state": stopReason == nil ? "running" : "stopping",
+            "frames_published": Int(segment.framesPublished),
+        ]
+        root["workers"] = workers.map { w -> [String: Any] in
+            let s = segment.worker(w.index)
+            return ["role": w.spec.role, "pid": Int(w.pid), "state": w.state, "restarts": w.restarts,
+                    "progress": Int(s.progress), "last_exit": w.lastExit]
+        }
+        root["engine"] = ["step": newestStep.map { Int($0) } ?? 0, "steps_per_second": stepsPerSecond]
+        let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Stops every worker, last started first: SIGTERM to its process group, up to `grace` seconds,
+    /// then SIGKILL. Reaps them all.
+    private func stopAll() {
+        for w in workers.reversed() {
+            w.respawnAt = nil
+            guard w.pid > 0 else { continue }
+            segment.worker(w.index).state = .stopping
+            kill(-w.pid, SIGTERM)
+            kill(w.pid, SIGTERM)
+            let deadline = Self.now() + grace
+            var status: Int32 = 0
+            var done = false
+            while Self.now() < deadline {
+                let r = waitpid(w.pid, &status, WNOHANG)
+                if r == w.pid || (r < 0 && errno == ECHILD) { done = true; break }
+                usleep(10_000)
+            }
+            if !done {
+                log("worker \(w.spec.role) ignored SIGTERM for \(grace) s; killing it")
+                kill(-w.pid, SIGKILL)
+                kill(w.pid, SIGKILL)
+                waitpid(w.pid, &status, 0)
+            }
+            segment.worker(w.index).pid = 0
+            segment.worker(w.index).state = .exited
+            w.pid = 0
+            w.state = "stopped"
+        }
+    }
+}
