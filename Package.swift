@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // Vectorised C core: LJ kernels (scalar + AVX2/FMA), neighbour lists, integrators, thread pool.
@@ -61,17 +62,26 @@ let package = Package(
             name: "QuiverWorkers",
             dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory"]
         ),
+        // The run configuration: defaults, a TOML file, flags; validated in one place.
+        .target(
+            name: "QuiverConfig",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "QuiverEngineTests",
             dependencies: ["QuiverEngine", "CQuiverCore"]
+        ),
+        .testTarget(
+            name: "QuiverConfigTests",
+            dependencies: ["QuiverConfig"]
         ),
         .testTarget(
             name: "QuiverSharedMemoryTests",

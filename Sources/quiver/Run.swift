@@ -1,18 +1,20 @@
 import ArgumentParser
 import CQuiverOS
 import Foundation
+import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
 import QuiverSupervisor
 import QuiverWorkers
 
-/// Options that describe the simulation, shared by `run` and the engine worker.
+/// Flags that describe the simulation, shared by `run` and the engine worker. Each overrides the
+/// same field of the configuration file (docs/configuration.md); unset flags leave it alone.
 struct SimulationFlags: ParsableArguments {
-    @Option(help: "System: argon (the default, liquid argon under Langevin at 94.4 K) or lj (LAMMPS in.lj).")
-    var system: Bench.SystemName = .argon
+    @Option(help: "System: argon (liquid argon under Langevin at 94.4 K; the default) or lj (LAMMPS in.lj).")
+    var system: String?
 
-    @Option(help: "fcc unit cells per edge (4 cells^3 atoms; 10 gives 4000).")
-    var cells: Int = 10
+    @Option(help: "fcc unit cells per edge (4 cells^3 atoms; default 10, 4000 atoms).")
+    var cells: Int?
 
     @Option(help: "Steps to run (default: until stopped).")
     var steps: Int?
@@ -20,38 +22,49 @@ struct SimulationFlags: ParsableArguments {
     @Option(help: "Threads of the engine (default: every core this process may use).")
     var threads: Int?
 
-    @Option(help: "Seed for velocities and the thermostat.")
-    var seed: UInt64 = 2024
+    @Option(help: "Seed for velocities and the thermostat (default 2024).")
+    var seed: UInt64?
 
     @Option(help: "Print a progress line every this many steps (default: about once a second).")
     var reportEvery: Int?
 
     @Option(help: "Kernel variant: auto, scalar or avx2.")
-    var kernel: KernelVariant = .auto
+    var kernel: String?
 
-    @Option(help: "Steps between frames written to shared memory.")
-    var frameInterval: Int = 10
+    @Option(help: "Steps between frames written to shared memory (default 10).")
+    var frameInterval: Int?
 
-    func validate() throws {
-        guard cells >= 1 && cells <= 200 else { throw ValidationError("--cells must be between 1 and 200") }
-        if let steps { guard steps >= 0 else { throw ValidationError("--steps must be >= 0") } }
-        if let threads { guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") } }
-        if let reportEvery { guard reportEvery >= 1 else { throw ValidationError("--report-every must be >= 1") } }
-        guard frameInterval >= 1 && frameInterval <= 1_000_000 else { throw ValidationError("--frame-interval must be between 1 and 10^6") }
-        guard kernel.isSupported else { throw ValidationError("--kernel \(kernel.rawValue) is not supported on this CPU (it needs AVX2 and FMA)") }
+    func apply(to c: inout RunConfiguration) {
+        if let system { c.system = system }
+        if let cells { c.cells = cells }
+        if let steps { c.steps = steps }
+        if let threads { c.threads = threads }
+        if let seed { c.seed = seed }
+        if let reportEvery { c.reportEvery = reportEvery }
+        if let kernel { c.kernel = kernel }
+        if let frameInterval { c.frameInterval = frameInterval }
     }
+}
 
-    func setup() throws -> SimulationSetup {
-        switch system {
-        case .argon: return try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
-        case .lj: return try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed)
+extension RunConfiguration {
+    /// Validates, including what only this machine can tell (the kernel variant).
+    func checked() throws -> RunConfiguration {
+        do { try validate() } catch { throw ValidationError("\(error)") }
+        guard let variant = KernelVariant(rawValue: kernel), variant.isSupported else {
+            throw ValidationError("--kernel ([engine] kernel) '\(kernel)' is not supported on this CPU (avx2 needs AVX2 and FMA)")
         }
+        return self
     }
 
-    /// The same settings as command-line arguments, for the engine worker.
-    var arguments: [String] {
-        var a = ["--system", system.rawValue, "--cells", "\(cells)", "--seed", "\(seed)", "--kernel", kernel.rawValue,
-                 "--frame-interval", "\(frameInterval)"]
+    var kernelVariant: KernelVariant { KernelVariant(rawValue: kernel) ?? .auto }
+
+    func simulationSetup() throws -> SimulationSetup {
+        system == "lj" ? try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed) : try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
+    }
+
+    /// The simulation settings as flags, for the engine worker.
+    var simulationArguments: [String] {
+        var a = ["--system", system, "--cells", "\(cells)", "--seed", "\(seed)", "--kernel", kernel, "--frame-interval", "\(frameInterval)"]
         if let steps { a += ["--steps", "\(steps)"] }
         if let threads { a += ["--threads", "\(threads)"] }
         if let reportEvery { a += ["--report-every", "\(reportEvery)"] }
@@ -69,26 +82,38 @@ struct Run: ParsableCommand {
         (exit 0 after a final line); a worker that keeps failing stops the run with exit 1.
         """)
 
+    @Argument(help: "A TOML configuration file (docs/configuration.md); flags override it.")
+    var config: String?
+
     @OptionGroup var simulation: SimulationFlags
 
-    @Option(help: "The run directory (lock, connection.json, control.sock).")
-    var runDir: String = "quiver-run"
+    @Option(help: "The run directory: lock, connection.json, control.sock (default ./quiver-run).")
+    var runDir: String?
 
-    @Option(help: "Seconds a worker may go without progress before it is killed and restarted.")
-    var watchdog: Double = 30
+    @Option(help: "Seconds a worker may go without progress before it is killed and restarted (default 30).")
+    var watchdog: Double?
 
-    @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL.")
-    var grace: Double = 5
+    @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5).")
+    var grace: Double?
 
-    func validate() throws {
-        guard watchdog >= 0.5 && watchdog <= 86400 else { throw ValidationError("--watchdog must be between 0.5 and 86400 seconds") }
-        guard grace >= 0.1 && grace <= 600 else { throw ValidationError("--grace must be between 0.1 and 600 seconds") }
+    /// Defaults, then the file, then the flags; validated once.
+    func configuration() throws -> RunConfiguration {
+        var c: RunConfiguration
+        do { c = try config.map { try RunConfiguration.load(path: $0) } ?? RunConfiguration() } catch { throw ValidationError("\(error)") }
+        simulation.apply(to: &c)
+        if let runDir { c.runDirectory = runDir }
+        if let watchdog { c.watchdog = watchdog }
+        if let grace { c.grace = grace }
+        return try c.checked()
     }
 
+    func validate() throws { _ = try configuration() }
+
     func run() throws {
-        let setup = try simulation.setup()
+        let c = try configuration()
+        let setup = try c.simulationSetup()
         SharedSegment.removeStale(prefix: "quiver-run-")
-        let directory = try RunDirectory.acquire(runDir)
+        let directory = try RunDirectory.acquire(c.runDirectory)
         defer { directory.release() }
         let segmentName = "quiver-run-\(getpid())"
         let segment = try SharedSegment.create(name: segmentName, layout: SegmentLayout(atomCapacity: setup.system.count))
@@ -99,10 +124,10 @@ struct Run: ParsableCommand {
         let executable = try Self.executablePath()
         let engine = WorkerSpec(
             role: "engine",
-            arguments: ["worker", "--role", "engine", "--segment", segmentName, "--index", "0", "--supervisor-pid", "\(getpid())"] + simulation.arguments,
-            watchdog: watchdog, exitEndsRun: true)
+            arguments: ["worker", "--role", "engine", "--segment", segmentName, "--index", "0", "--supervisor-pid", "\(getpid())"] + c.simulationArguments,
+            watchdog: c.watchdog, exitEndsRun: true)
         let supervisor = Supervisor(runDirectory: directory, segment: segment, executable: executable, workers: [engine],
-                                    grace: grace, log: Log.line)
+                                    grace: c.grace, log: Log.line)
         if let previous = directory.tookOverFrom { Log.line("took over \(directory.path) from a server that is gone (pid \(previous))") }
         let outcome = try supervisor.run()
         if case .stopped(let reason) = outcome {
@@ -142,13 +167,15 @@ struct Worker: ParsableCommand {
         let fault = Fault.injected(into: role)
         if fault == .exit { throw ExitCode(3) }
         if fault == .ignoreTerm { signal(SIGTERM, SIG_IGN) }
+        var c = RunConfiguration()
+        simulation.apply(to: &c)
+        c = try c.checked()
         switch role {
         case "engine":
             let options = EngineWorkerOptions(
-                segment: segment, index: index, frameInterval: simulation.frameInterval, totalSteps: simulation.steps,
-                reportEvery: simulation.reportEvery,
-                simulation: SimulationOptions(threads: simulation.threads, seed: simulation.seed, kernel: simulation.kernel))
-            _ = try EngineWorker.run(setup: try simulation.setup(), options: options, fault: fault)
+                segment: segment, index: index, frameInterval: c.frameInterval, totalSteps: c.steps, reportEvery: c.reportEvery,
+                simulation: SimulationOptions(threads: c.threads, seed: c.seed, kernel: c.kernelVariant))
+            _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault)
         default:
             throw ValidationError("unknown worker role '\(role)'")
         }

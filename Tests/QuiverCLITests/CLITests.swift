@@ -177,3 +177,50 @@ struct CLITests {
         for word in ["kernel:", "libzmq:", "liblz4:", "openblas:", "cores available:"] { #expect(r.stdout.contains(word)) }
     }
 }
+
+@Suite("quiver run with a configuration file")
+struct ConfigurationFileTests {
+    func write(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "quiver-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).toml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("the file sets the run; flags override it")
+    func fileAndFlags() throws {
+        let path = try write("""
+            [system]
+            builtin = "lj"
+            cells = 3
+
+            [engine]
+            threads = 1
+            steps = 20
+            report_every = 10
+            """)
+        defer { unlink(path) }
+        let dir = TemporaryRunDirectory()
+        let r = try QuiverProcess.run(["run", path, "--run-dir", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("system lj, 108 atoms"))
+        #expect(r.stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map { $0.split(separator: " ")[1] } == ["0", "10", "20"])
+        let dir2 = TemporaryRunDirectory()
+        let o = try QuiverProcess.run(["run", path, "--cells", "4", "--steps", "10", "--run-dir", dir2.path])
+        #expect(o.status == 0)
+        #expect(o.stdout.contains("system lj, 256 atoms"))
+        #expect(o.stdout.contains("done: 10 steps"))
+    }
+
+    @Test("a bad file is refused with the file, section and key named, and nothing starts")
+    func badFile() throws {
+        let path = try write("[engine]\nthreds = 2\n")
+        defer { unlink(path) }
+        let dir = TemporaryRunDirectory()
+        let r = try QuiverProcess.run(["run", path, "--run-dir", dir.path], timeout: 30)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(path) && r.stderr.contains("unknown key 'threds' in [engine]"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path), "nothing may be created for a refused configuration")
+        let missing = try QuiverProcess.run(["run", "/nonexistent/q.toml"], timeout: 30)
+        #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/q.toml"))
+    }
+}
