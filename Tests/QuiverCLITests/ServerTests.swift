@@ -139,6 +139,19 @@ struct ServerTests {
         #expect(!((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).contains { $0.hasSuffix("-\(server.process.processIdentifier)") })
     }
 
+    @Test("a worker inherits no descriptors beyond stdin, stdout and stderr")
+    func noInheritedDescriptors() throws {
+        let server = try TestServer()
+        let engine = try server.engine()
+        let supervisorFDs = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.process.processIdentifier)/fd")
+        #expect(supervisorFDs.count > 3, "the supervisor holds the lock, the signal pipe and the control socket")
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(engine.pid)/fd").compactMap(Int.init).sorted()
+        let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(engine.pid)/fd/\($0)")) ?? "?" }
+        #expect(fds == [0, 1, 2], "engine descriptors: \(zip(fds, targets).map { "\($0.0) -> \($0.1)" })")
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
     @Test("a second server on the same run directory is refused; the first is untouched")
     func secondServerRefused() throws {
         let first = try TestServer()
