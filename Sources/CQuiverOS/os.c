@@ -6,20 +6,24 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 extern char **environ;
 
-int qv_os_spawn(const char *path, char *const argv[], pid_t *pid_out) {
+int qv_os_spawn(const char *path, char *const argv[], const int *pass_fds, int npass, pid_t *pid_out) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc != 0) return rc;
     rc = posix_spawnattr_init(&attr);
     if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
+    for (int k = 0; k < npass && rc == 0; k++) rc = posix_spawn_file_actions_adddup2(&actions, pass_fds[k], 3 + k);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + npass);
 #endif
     sigset_t empty, defaults;
     sigemptyset(&empty);
@@ -93,5 +97,29 @@ int qv_os_executable_path(char *buf, size_t size) {
 int qv_os_accept(int listen_fd) {
     int fd;
     do { fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+int qv_os_tcp_listen(const char *host, int port, int *port_out) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    if (getaddrinfo(host, service, &hints, &res) != 0 || res == NULL) { errno = EADDRNOTAVAIL; return -1; }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    if (fd < 0) { int e = errno; freeaddrinfo(res); errno = e; return -1; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+        int e = errno; close(fd); freeaddrinfo(res); errno = e; return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    *port_out = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port) : ntohs(((struct sockaddr_in *)&addr)->sin_port);
     return fd;
 }

@@ -15,12 +15,16 @@ public struct WorkerSpec: Sendable {
     public var watchdog: Double?
     /// Whether a clean exit (status 0) means the run is complete (the engine after its steps).
     public var exitEndsRun: Bool
+    /// Descriptors the supervisor owns and hands over: the k-th becomes descriptor 3 + k in the
+    /// worker (a listening socket, so a restarted worker serves the same port).
+    public var passedDescriptors: [Int32]
 
-    public init(role: String, arguments: [String], watchdog: Double? = nil, exitEndsRun: Bool = false) {
+    public init(role: String, arguments: [String], watchdog: Double? = nil, exitEndsRun: Bool = false, passedDescriptors: [Int32] = []) {
         self.role = role
         self.arguments = arguments
         self.watchdog = watchdog
         self.exitEndsRun = exitEndsRun
+        self.passedDescriptors = passedDescriptors
     }
 }
 
@@ -132,7 +136,9 @@ public final class Supervisor {
         cArgs.append(nil)
         defer { for p in cArgs { free(p) } }
         var pid: pid_t = 0
-        let rc = qv_os_spawn(executable, cArgs, &pid)
+        let rc = w.spec.passedDescriptors.withUnsafeBufferPointer {
+            qv_os_spawn(executable, cArgs, $0.baseAddress, Int32($0.count), &pid)
+        }
         guard rc == 0 else { throw SupervisorError.spawnFailed(role: w.spec.role, errno: rc) }
         w.pid = pid
         w.state = "running"

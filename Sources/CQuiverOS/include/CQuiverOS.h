@@ -5,11 +5,17 @@
 #include <sys/types.h>
 
 /* Spawns `path` with argv (NULL-terminated) and the current environment via posix_spawn:
- * descriptors above 2 are closed in the child (only stdin/stdout/stderr are inherited), the
+ * pass_fds[k] becomes descriptor 3 + k in the child, every descriptor above 2 + npass is closed
+ * (the child inherits stdin/stdout/stderr and the passed ones only), the
  * signal mask is emptied and SIGINT/SIGTERM/SIGCHLD/SIGPIPE/SIGHUP reset to their defaults, and the
  * child leads a new process group (so a terminal's Ctrl-C reaches the supervisor only).
  * Returns 0 and the pid, or an errno value. */
-int qv_os_spawn(const char *path, char *const argv[], pid_t *pid_out);
+int qv_os_spawn(const char *path, char *const argv[], const int *pass_fds, int npass, pid_t *pid_out);
+
+/* A TCP socket bound to host:port (port 0: any free port) and listening, close-on-exec, with
+ * SO_REUSEADDR; the bound port in *port_out. Returns the fd, or -1 with errno (EAI errors as
+ * EADDRNOTAVAIL). Used to hand public sockets to workers so a restarted worker keeps the port. */
+int qv_os_tcp_listen(const char *host, int port, int *port_out);
 
 /* Asks the kernel to send `signal` to this process when its parent dies, then checks the parent
  * is still `expected_parent` (closing the race). Returns 0, or -1 if the parent is already gone. */
