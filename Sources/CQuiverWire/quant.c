@@ -25,44 +25,26 @@ static int precision_ok(double precision) {
 
 static inline uint32_t zigzag(int32_t d) { return ((uint32_t)d << 1) ^ (uint32_t)(d >> 31); }
 
-/* Quantizes block `b` of a plane into q[HISTORY + j] (j < len), with the HISTORY values before the
- * block in q[0 ..< HISTORY] (0 before the start of the plane). Returns 0 on a value out of range. */
-static int quantize_block(const float *v, size_t n, size_t b, double inv, int32_t *q, size_t *len_out) {
-    size_t start = b * BLOCK;
-    size_t len = n - start < BLOCK ? n - start : BLOCK;
+/* Quantizes values [start, start + len) of a plane into q[HISTORY + j]. Returns 0 when a value is
+ * NaN, infinite or out of range. */
+static int quantize(const float *restrict v, size_t len, double inv, int32_t *restrict q) {
     const double limit = (double)QW_QUANT_MAX_INDEX;
+    /* Adding and subtracting 1.5 * 2^52 rounds to the nearest integer, ties to even (as lrint in the
+     * default rounding mode), exactly for |s| < 2^51, and vectorises where lrint does not. */
+    const double magic = 6755399441055744.0;
     int ok = 1;
-    for (size_t m = 0; m < HISTORY; m++) {
-        size_t back = HISTORY - m;
-        if (start >= back) {
-            double s = (double)v[start - back] * inv;
-            ok &= fabs(s) <= limit;
-            q[m] = ok ? (int32_t)lrint(s) : 0;
-        } else {
-            q[m] = 0;
-        }
-    }
     for (size_t j = 0; j < len; j++) {
-        double s = (double)v[start + j] * inv;
+        double s = (double)v[j] * inv;
         int in_range = fabs(s) <= limit; /* false for NaN */
         ok &= in_range;
-        q[HISTORY + j] = in_range ? (int32_t)lrint(s) : 0;
+        double r = (s + magic) - magic;
+        q[HISTORY + j] = in_range ? (int32_t)r : 0;
     }
-    *len_out = len;
     return ok;
 }
 
-/* Residuals of predictor p (0: none; else the value p places before). */
-static inline void residuals(const int32_t *q, size_t len, int p, uint32_t *z) {
-    if (p == 0) {
-        for (size_t j = 0; j < len; j++) z[j] = zigzag(q[HISTORY + j]);
-    } else {
-        for (size_t j = 0; j < len; j++) z[j] = zigzag(q[HISTORY + j] - q[HISTORY + j - p]);
-    }
-}
-
 /* Bits of the Rice code of z[0 ..< len] with parameter k. */
-static uint64_t rice_bits(const uint32_t *z, size_t len, int k) {
+static uint64_t rice_bits(const uint32_t *restrict z, size_t len, int k) {
     uint64_t bits = 0;
     for (size_t j = 0; j < len; j++) {
         uint32_t u = z[j] >> k;
@@ -71,20 +53,29 @@ static uint64_t rice_bits(const uint32_t *z, size_t len, int k) {
     return bits;
 }
 
-/* Chooses the predictor (smallest sum of zigzagged residuals) and the Rice parameter (exact cost,
- * searched from the estimate log2(mean)). Returns the header byte and adds the block's bits. */
-static uint8_t plan_block(const int32_t *q, size_t len, uint64_t *bits) {
-    uint32_t z[BLOCK];
-    int best_p = 0;
-    uint64_t best_sum = UINT64_MAX;
-    for (int p = 0; p < CANDIDATES; p++) {
-        residuals(q, len, p, z);
-        uint64_t sum = 0;
-        for (size_t j = 0; j < len; j++) sum += z[j];
-        if (sum < best_sum) { best_sum = sum; best_p = p; }
+/* Chooses the predictor with the smallest sum of zigzagged residuals among 0..CANDIDATES-1, leaves
+ * its residuals in z, and picks the Rice parameter by exact cost, searched from log2(mean).
+ * Returns the block's header byte. */
+static uint8_t plan_block(const int32_t *restrict q, size_t len, uint32_t *restrict z) {
+    uint64_t sum[CANDIDATES] = {0};
+    for (size_t j = 0; j < len; j++) {
+        int32_t v = q[HISTORY + j];
+        sum[0] += zigzag(v);
+        sum[1] += zigzag(v - q[HISTORY + j - 1]);
+        sum[2] += zigzag(v - q[HISTORY + j - 2]);
+        sum[3] += zigzag(v - q[HISTORY + j - 3]);
+        sum[4] += zigzag(v - q[HISTORY + j - 4]);
     }
-    residuals(q, len, best_p, z);
-    uint64_t mean = best_sum / len;
+    int p = 0;
+    for (int c = 1; c < CANDIDATES; c++) {
+        if (sum[c] < sum[p]) p = c;
+    }
+    if (p == 0) {
+        for (size_t j = 0; j < len; j++) z[j] = zigzag(q[HISTORY + j]);
+    } else {
+        for (size_t j = 0; j < len; j++) z[j] = zigzag(q[HISTORY + j] - q[HISTORY + j - (size_t)p]);
+    }
+    uint64_t mean = sum[p] / len;
     int k = mean > 0 ? 63 - __builtin_clzll(mean) : 0;
     if (k > 31) k = 31;
     uint64_t cost = rice_bits(z, len, k);
@@ -98,89 +89,64 @@ static uint8_t plan_block(const int32_t *q, size_t len, uint64_t *bits) {
             k = next;
         }
     }
-    *bits += 8 + cost;
-    return (uint8_t)(best_p | k << 3);
+    return (uint8_t)(p | k << 3);
 }
 
-int qw_quant_plan(const float *const *planes, size_t nplanes, size_t n, double precision,
-                  uint8_t *headers, size_t *size) {
-    if (!precision_ok(precision)) return QW_ERR_ARGUMENT;
-    double inv = 1.0 / precision;
-    size_t blocks = qw_quant_blocks(n);
-    uint64_t bits = 0;
-    int32_t q[HISTORY + BLOCK];
-    for (size_t pl = 0; pl < nplanes; pl++) {
-        for (size_t b = 0; b < blocks; b++) {
-            size_t len;
-            if (!quantize_block(planes[pl], n, b, inv, q, &len)) return QW_ERR_RANGE;
-            headers[pl * blocks + b] = plan_block(q, len, &bits);
-        }
-    }
-    *size = (size_t)((bits + 7) / 8);
-    return QW_OK;
+size_t qw_quant_bound(size_t nplanes, size_t n) {
+    /* At most ESCAPE + 32 = 56 bits per value and 8 per block header, plus the writer's 8-byte slack. */
+    return nplanes * (7 * n + qw_quant_blocks(n)) + 8;
 }
 
-/* LSB-first bit writer: bit i of the stream is bit i % 8 of byte i / 8. */
+/* LSB-first bit writer: bit i of the stream is bit i % 8 of byte i / 8. Each put stores 8 bytes and
+ * advances by the whole bytes filled, so the buffer needs 8 bytes of slack past the stream. */
 typedef struct {
-    uint8_t *p, *end;
-    uint64_t acc;
+    uint8_t *p;
+    uint64_t acc; /* pending bits, fewer than 8 between puts */
     int n;
-    int overflow;
 } bit_writer;
 
-static inline void put(bit_writer *w, uint64_t value, int len) { /* len <= 32, value < 2^len */
+static inline void put(bit_writer *w, uint64_t value, int len) { /* len <= 56, value < 2^len */
     w->acc |= value << w->n;
     w->n += len;
-    if (w->n >= 32) {
-        if (w->end - w->p >= 4) {
-            uint32_t word = (uint32_t)w->acc;
-            memcpy(w->p, &word, 4);
-            w->p += 4;
-        } else {
-            w->overflow = 1;
-        }
-        w->acc >>= 32;
-        w->n -= 32;
-    }
+    memcpy(w->p, &w->acc, 8);
+    w->p += w->n >> 3;
+    w->acc >>= w->n & ~7; /* n <= 63, so the shift is at most 56 */
+    w->n &= 7;
 }
 
-int qw_quant_write(const float *const *planes, size_t nplanes, size_t n, double precision,
-                   const uint8_t *headers, uint8_t *out, size_t out_size) {
+int qw_quant_encode(const float *const *planes, size_t nplanes, size_t n, double precision,
+                    uint8_t *out, size_t capacity, size_t *size) {
     if (!precision_ok(precision)) return QW_ERR_ARGUMENT;
-    if (n == 0 || nplanes == 0) return out_size == 0 ? QW_OK : QW_ERR_ARGUMENT;
+    *size = 0;
+    if (n == 0 || nplanes == 0) return QW_OK;
+    if (capacity < qw_quant_bound(nplanes, n)) return QW_ERR_ARGUMENT;
     double inv = 1.0 / precision;
-    size_t blocks = qw_quant_blocks(n);
-    bit_writer w = {out, out + out_size, 0, 0, 0};
+    bit_writer w = {out, 0, 0};
     int32_t q[HISTORY + BLOCK];
     uint32_t z[BLOCK];
     for (size_t pl = 0; pl < nplanes; pl++) {
-        for (size_t b = 0; b < blocks; b++) {
-            size_t len;
-            if (!quantize_block(planes[pl], n, b, inv, q, &len)) return QW_ERR_RANGE;
-            uint8_t header = headers[pl * blocks + b];
-            int p = header & 7, k = header >> 3;
+        memset(q, 0, sizeof(int32_t) * HISTORY); /* the values before a plane predict as 0 */
+        for (size_t start = 0; start < n; start += BLOCK) {
+            size_t len = n - start < BLOCK ? n - start : BLOCK;
+            if (start > 0) memcpy(q, q + BLOCK, sizeof(int32_t) * HISTORY); /* the previous block's tail */
+            if (!quantize(planes[pl] + start, len, inv, q)) return QW_ERR_RANGE;
+            uint8_t header = plan_block(q, len, z);
+            int k = header >> 3;
             put(&w, header, 8);
-            residuals(q, len, p, z);
             uint32_t mask = k ? (1u << k) - 1 : 0;
             for (size_t j = 0; j < len; j++) {
                 uint32_t u = z[j] >> k;
                 if (u < ESCAPE) {
-                    put(&w, 1ull << u, (int)u + 1);
-                    if (k) put(&w, z[j] & mask, k);
+                    /* u zero bits, a one, then the k low bits of z */
+                    put(&w, ((uint64_t)(z[j] & mask) << 1 | 1) << u, (int)u + 1 + k);
                 } else {
-                    put(&w, 0, ESCAPE);
-                    put(&w, z[j], 32);
+                    put(&w, (uint64_t)z[j] << ESCAPE, ESCAPE + 32);
                 }
             }
         }
     }
-    while (w.n > 0) {
-        if (w.p == w.end) return QW_ERR_ARGUMENT;
-        *w.p++ = (uint8_t)w.acc;
-        w.acc >>= 8;
-        w.n -= 8;
-    }
-    if (w.overflow || w.p != w.end) return QW_ERR_ARGUMENT;
+    if (w.n > 0) w.p++; /* the last partial byte, already stored with zero padding */
+    *size = (size_t)(w.p - out);
     return QW_OK;
 }
 

@@ -160,42 +160,29 @@ enum ByteCoding {
 }
 
 enum QuantizedCoding {
-    /// The plan of one field: block headers and the exact encoded size (8 + stream).
-    struct Plan {
-        var precision: Double
-        var headers: [UInt8]
-        var size: Int
-    }
-
     static func check(_ p: Double) throws(WireError) -> Double {
         guard p.isFinite, p >= QW_QUANT_MIN_PRECISION, p <= QW_QUANT_MAX_PRECISION else { throw .invalidPrecision(p) }
         return p
     }
 
-    static func plan(_ planes: Planes, n: Int, precision: Double, field: FieldID) throws(WireError) -> Plan {
+    /// The encoded field: f64 precision, then the stream.
+    static func encode(_ planes: Planes, n: Int, precision: Double, field: FieldID) throws(WireError) -> [UInt8] {
         let p = try check(precision)
-        var headers = [UInt8](repeating: 0, count: planes.count * qw_quant_blocks(n))
-        var size = 0
-        let status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
-            headers.withUnsafeMutableBufferPointer { qw_quant_plan(pointers.baseAddress, planes.count, n, p, $0.baseAddress, &size) }
+        let bound = qw_quant_bound(planes.count, n)
+        var status = Int32(QW_OK)
+        let data = [UInt8](unsafeUninitializedCapacity: 8 + bound) { buffer, count in
+            UnsafeMutableRawBufferPointer(buffer).storeBytes(of: p, toByteOffset: 0, as: Double.self)
+            var size = 0
+            status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
+                qw_quant_encode(pointers.baseAddress, planes.count, n, p, buffer.baseAddress! + 8, bound, &size)
+            }
+            count = status == Int32(QW_OK) ? 8 + size : 0
         }
         switch status {
-        case Int32(QW_OK): return Plan(precision: p, headers: headers, size: 8 + size)
+        case Int32(QW_OK): return data
         case Int32(QW_ERR_RANGE): throw .notQuantizable(field: field)
         default: throw .invalidPrecision(precision)
         }
-    }
-
-    static func write(_ planes: Planes, n: Int, plan: Plan, into out: UnsafeMutableRawBufferPointer) -> Int {
-        out.storeBytes(of: plan.precision, toByteOffset: 0, as: Double.self)
-        let status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
-            plan.headers.withUnsafeBufferPointer { headers in
-                qw_quant_write(pointers.baseAddress, planes.count, n, plan.precision, headers.baseAddress,
-                               out.baseAddress!.assumingMemoryBound(to: UInt8.self) + 8, plan.size - 8)
-            }
-        }
-        precondition(status == Int32(QW_OK), "quantized stream differs from its plan")
-        return plan.size
     }
 
     /// Checks the field before anything is allocated: precision and minimum stream size.

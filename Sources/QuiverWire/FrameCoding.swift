@@ -69,11 +69,12 @@ public enum FrameEncoder {
                 }
             }
         case .quantized(let precision):
-            let plan = try withPlanes(v) { (planes) throws(WireError) in
-                try QuantizedCoding.plan(planes, n: n, precision: precision, field: id)
+            let data = try withPlanes(v) { (planes) throws(WireError) in
+                try QuantizedCoding.encode(planes, n: n, precision: precision, field: id)
             }
-            return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n), bound: plan.size) { (out) throws(WireError) -> Int in
-                try withPlanes(v) { (planes) throws(WireError) -> Int in QuantizedCoding.write(planes, n: n, plan: plan, into: out) }
+            return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n), bound: data.count) { out in
+                data.withUnsafeBytes { out.copyMemory(from: $0) }
+                return data.count
             }
         }
     }

@@ -32,17 +32,16 @@ size_t qw_quant_blocks(size_t n);
  * A decoder rejects shorter input before allocating anything. */
 size_t qw_quant_min_bytes(size_t nplanes, size_t n);
 
-/* Pass 1 of encoding: quantizes the `nplanes` arrays of `n` floats, chooses each block's predictor
- * and Rice parameter, writes one header byte per block (nplanes * qw_quant_blocks(n) bytes) to
- * `headers`, and stores the exact size of the stream in *size. Returns QW_OK, QW_ERR_RANGE or
- * QW_ERR_ARGUMENT. No allocation. */
-int qw_quant_plan(const float *const *planes, size_t nplanes, size_t n, double precision,
-                  uint8_t *headers, size_t *size);
+/* The most bytes qw_quant_encode may need for nplanes planes of n values (56 bits per value, 8 per
+ * block header, 8 bytes of slack). */
+size_t qw_quant_bound(size_t nplanes, size_t n);
 
-/* Pass 2: writes the stream planned by qw_quant_plan (same planes and precision) to `out`, which
- * must hold exactly the planned size. */
-int qw_quant_write(const float *const *planes, size_t nplanes, size_t n, double precision,
-                   const uint8_t *headers, uint8_t *out, size_t out_size);
+/* Encodes the `nplanes` arrays of `n` floats into `out` (capacity at least qw_quant_bound) and
+ * stores the stream's size in *size. Returns QW_OK, QW_ERR_RANGE (a value is NaN, infinite or too
+ * large for the precision) or QW_ERR_ARGUMENT (precision out of range, capacity too small).
+ * No allocation. */
+int qw_quant_encode(const float *const *planes, size_t nplanes, size_t n, double precision,
+                    uint8_t *out, size_t capacity, size_t *size);
 
 /* Decodes `in_size` bytes into `nplanes` arrays of `n` floats (value = quantized integer * precision,
  * rounded to float). Reads only inside [in, in + in_size); every malformed stream returns an error
