@@ -65,10 +65,16 @@ static uint32_t crc32c_update_sse42(uint32_t crc, const void *data, size_t lengt
     return ~(uint32_t)c;
 }
 
-static int has_sse42(void) {
+/* Decided once, at load time (single-threaded), so concurrent callers only read it. */
+static int cpu_has_sse42;
+
+__attribute__((constructor))
+static void detect_sse42(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("sse4.2");
+    cpu_has_sse42 = __builtin_cpu_supports("sse4.2");
 }
+
+static int has_sse42(void) { return cpu_has_sse42; }
 #endif
 
 int qw_crc32c_hardware(void) {

@@ -81,7 +81,10 @@ enum WordCoding {
             }
         case UInt8(QW_CODEC_LOSSLESS):
             let block = try losslessBlock(field, decodedSize: 4 * words)
-            guard words > 0 else { return }
+            guard words > 0 else {
+                guard block.isEmpty else { throw .decompressionFailed(field: field.id) }
+                return
+            }
             try budget.take(4 * words)
             let shuffled = UnsafeMutableRawPointer.allocate(byteCount: 4 * words, alignment: 64)
             defer { shuffled.deallocate() }
