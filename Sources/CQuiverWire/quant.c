@@ -185,40 +185,41 @@ int qw_quant_read(const uint8_t *in, size_t in_size, size_t nplanes, size_t n, d
     if (n == 0 || nplanes == 0) return in_size == 0 ? QW_OK : QW_ERR_TRAILING;
     bit_reader r = {in, in + in_size, 0, 0};
     const int64_t limit = QW_QUANT_MAX_INDEX;
+    int32_t q[HISTORY + BLOCK];
     for (size_t pl = 0; pl < nplanes; pl++) {
         float *out = planes[pl];
-        int32_t history[HISTORY] = {0};
-        int p = 0, k = 0;
-        for (size_t i = 0; i < n; i++) {
+        memset(q, 0, sizeof(int32_t) * HISTORY); /* the values before a plane predict as 0 */
+        for (size_t start = 0; start < n; start += BLOCK) {
+            size_t len = n - start < BLOCK ? n - start : BLOCK;
+            if (start > 0) memcpy(q, q + BLOCK, sizeof(int32_t) * HISTORY);
             refill(&r);
-            if (i % BLOCK == 0) {
-                if (r.n < 8) return QW_ERR_TRUNCATED;
-                uint8_t header = (uint8_t)r.acc;
-                consume(&r, 8);
-                p = header & 7;
-                k = header >> 3;
+            if (r.n < 8) return QW_ERR_TRUNCATED;
+            int p = (int)(r.acc & 7), k = (int)(r.acc >> 3 & 31);
+            consume(&r, 8);
+            uint64_t low_mask = (1ull << k) - 1;
+            int out_of_range = 0;
+            for (size_t j = 0; j < len; j++) {
                 refill(&r);
+                int u = r.acc ? __builtin_ctzll(r.acc) : 64;
+                uint64_t z;
+                if (u < ESCAPE) {
+                    int bits = u + 1 + k;
+                    if (bits > r.n) return QW_ERR_TRUNCATED;
+                    z = (uint64_t)u << k | ((r.acc >> (u + 1)) & low_mask);
+                    consume(&r, bits);
+                } else {
+                    if (r.n < ESCAPE + 32) return QW_ERR_TRUNCATED;
+                    z = (r.acc >> ESCAPE) & 0xffffffffu;
+                    consume(&r, ESCAPE + 32);
+                }
+                /* z above 32 bits (a long code with a large k) decodes out of range below */
+                int64_t d = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+                int64_t value = (p ? (int64_t)q[HISTORY + j - (size_t)p] : 0) + d;
+                out_of_range |= value > limit || value < -limit;
+                q[HISTORY + j] = (int32_t)value;
             }
-            int u = r.acc ? __builtin_ctzll(r.acc) : 64;
-            uint64_t z;
-            if (u >= ESCAPE) {
-                if (r.n < ESCAPE + 32) return QW_ERR_TRUNCATED;
-                z = (r.acc >> ESCAPE) & 0xffffffffu;
-                consume(&r, ESCAPE + 32);
-            } else {
-                int bits = u + 1 + k;
-                if (bits > r.n) return QW_ERR_TRUNCATED;
-                uint64_t low = k ? (r.acc >> (u + 1)) & ((1ull << k) - 1) : 0;
-                z = (uint64_t)u << k | low;
-                if (z > 0xffffffffu) return QW_ERR_CORRUPT;
-                consume(&r, bits);
-            }
-            int64_t d = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            int64_t prediction = (p != 0 && i >= (size_t)p) ? history[(i - (size_t)p) % HISTORY] : 0;
-            int64_t value = prediction + d;
-            if (value > limit || value < -limit) return QW_ERR_CORRUPT;
-            history[i % HISTORY] = (int32_t)value;
-            out[i] = (float)((double)value * precision);
+            if (out_of_range) return QW_ERR_CORRUPT;
+            for (size_t j = 0; j < len; j++) out[start + j] = (float)((double)q[HISTORY + j] * precision);
         }
     }
     if (r.p != r.end) return QW_ERR_TRAILING;

@@ -19,9 +19,10 @@ public struct AtomVectors: Sendable, Equatable {
 
     /// `count` zero vectors.
     public init(zeros count: Int) {
+        // Three separate allocations: sharing one would make the first write to y and z copy it.
         x = [Float](repeating: 0, count: count)
-        y = x
-        z = x
+        y = [Float](repeating: 0, count: count)
+        z = [Float](repeating: 0, count: count)
     }
 
     public var count: Int { x.count }
