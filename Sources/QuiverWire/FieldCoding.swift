@@ -96,8 +96,7 @@ enum WordCoding {
         }
     }
 
-    /// The LZ4 block of a lossless field after checking its announced size against `decodedSize`
-    /// (nil: any plausible size) and LZ4's largest expansion. Returns the block and the decoded size.
+    /// The LZ4 block of a lossless field whose announced decoded size must be `decodedSize`.
     static func losslessBlock(_ field: ReceivedField, decodedSize: Int) throws(WireError) -> UnsafeRawBufferPointer {
         let (block, size) = try losslessBlock(field)
         guard size == decodedSize else {
@@ -106,6 +105,8 @@ enum WordCoding {
         return block
     }
 
+    /// The LZ4 block of a lossless field and its announced decoded size, checked against LZ4's limits
+    /// and largest expansion (nothing is allocated yet).
     static func losslessBlock(_ field: ReceivedField) throws(WireError) -> (UnsafeRawBufferPointer, Int) {
         guard field.data.count >= 8 else { throw .badFieldSize(field: field.id, size: field.data.count, expected: nil) }
         let announced = field.data.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
@@ -137,7 +138,8 @@ enum ByteCoding {
         return 8 + compressed
     }
 
-    /// The decoded bytes of a raw or lossless byte field, at most `maxSize` of them (paid from `budget`).
+    /// The decoded bytes of a raw or lossless byte field (`exactSize` of them when given), paid from
+    /// `budget` before they are allocated.
     static func read(_ field: ReceivedField, exactSize: Int?, budget: inout Budget) throws(WireError) -> [UInt8] {
         switch field.codec {
         case UInt8(QW_CODEC_RAW):
@@ -163,6 +165,7 @@ enum ByteCoding {
 }
 
 enum QuantizedCoding {
+    /// `p` when it is a usable precision.
     static func check(_ p: Double) throws(WireError) -> Double {
         guard p.isFinite, p >= QW_QUANT_MIN_PRECISION, p <= QW_QUANT_MAX_PRECISION else { throw .invalidPrecision(p) }
         return p
@@ -202,6 +205,7 @@ enum QuantizedCoding {
         return (precision, stream)
     }
 
+    /// Decodes a validated stream into `planes` (each `n` floats, allocated by the caller).
     static func read(_ field: ReceivedField, precision: Double, stream: UnsafeRawBufferPointer, into planes: MutablePlanes, n: Int) throws(WireError) {
         let status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
             qw_quant_read(stream.baseAddress?.assumingMemoryBound(to: UInt8.self), stream.count, planes.count, n, precision, pointers.baseAddress)
