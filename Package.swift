@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "quiver", targets: ["quiver"]),
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
         .library(name: "QuiverSharedMemory", targets: ["QuiverSharedMemory"]),
+        .library(name: "QuiverWire", targets: ["QuiverWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -67,6 +68,17 @@ let package = Package(
             name: "QuiverConfig",
             dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
         ),
+        // C helpers of the wire format: header layouts (_Static_assert-ed), CRC-32C, byte shuffle,
+        // the quantized codec's bit coder.
+        .target(
+            name: "CQuiverWire",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // The wire format: frame and topology messages, codecs, bounded decoding (docs/protocol.md).
+        .target(
+            name: "QuiverWire",
+            dependencies: ["CQuiverWire", "CLZ4"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
@@ -86,6 +98,10 @@ let package = Package(
         .testTarget(
             name: "QuiverSharedMemoryTests",
             dependencies: ["QuiverSharedMemory"]
+        ),
+        .testTarget(
+            name: "QuiverWireTests",
+            dependencies: ["QuiverWire", "QuiverEngine"]
         ),
         .testTarget(
             name: "QuiverCLITests",

@@ -1,5 +1,5 @@
 // swift-tools-version: 6.1
-// Micro-benchmarks for the Quiver engine, using ordo-one's package-benchmark. A package of its own so
+// Micro-benchmarks for the Quiver engine and its wire codecs, using ordo-one's package-benchmark. A package of its own so
 // the benchmark dependencies stay out of the main package. Run with `scripts/bench-micro` from the
 // repository root (or `swift package benchmark` in this directory).
 import PackageDescription
@@ -23,6 +23,19 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/QuiverBenchmarks",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+        // Frame codecs: encode and decode a 100,000-atom liquid frame with each codec.
+        .executableTarget(
+            name: "WireBenchmarks",
+            dependencies: [
+                .product(name: "QuiverEngine", package: "Quiver"),
+                .product(name: "QuiverWire", package: "Quiver"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/WireBenchmarks",
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark"),
             ]

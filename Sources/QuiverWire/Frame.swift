@@ -1,0 +1,120 @@
+/// Per-atom 3-vectors in structure-of-arrays layout (the engine's layout and the wire's).
+public struct AtomVectors: Sendable, Equatable {
+    public var x: [Float]
+    public var y: [Float]
+    public var z: [Float]
+
+    /// The three arrays must have the same length; an encoder rejects them otherwise.
+    public init(x: [Float], y: [Float], z: [Float]) {
+        self.x = x
+        self.y = y
+        self.z = z
+    }
+
+    public init(_ vectors: [SIMD3<Float>]) {
+        x = vectors.map(\.x)
+        y = vectors.map(\.y)
+        z = vectors.map(\.z)
+    }
+
+    /// `count` zero vectors.
+    public init(zeros count: Int) {
+        // Three separate allocations: sharing one would make the first write to y and z copy it.
+        x = [Float](repeating: 0, count: count)
+        y = [Float](repeating: 0, count: count)
+        z = [Float](repeating: 0, count: count)
+    }
+
+    public var count: Int { x.count }
+
+    public subscript(index: Int) -> SIMD3<Float> {
+        get { SIMD3(x[index], y[index], z[index]) }
+        set {
+            x[index] = newValue.x
+            y[index] = newValue.y
+            z[index] = newValue.z
+        }
+    }
+
+    /// The vectors as an array of SIMD3 (a copy).
+    public var vectors: [SIMD3<Float>] { (0..<count).map { self[$0] } }
+
+    var isConsistent: Bool { y.count == x.count && z.count == x.count }
+}
+
+/// An interactive (user) force on one atom.
+public struct UserForce: Sendable, Equatable {
+    /// The atom's index.
+    public var index: UInt32
+    /// kJ/mol/nm.
+    public var force: SIMD3<Float>
+
+    public init(index: UInt32, force: SIMD3<Float>) {
+        self.index = index
+        self.force = force
+    }
+}
+
+/// One frame of a simulation: what the broadcaster publishes every frame. Units: nm, ps, kJ/mol, K.
+public struct Frame: Sendable, Equatable {
+    /// Potential, kinetic and total energy, kJ/mol.
+    public struct Energies: Sendable, Equatable {
+        public var potential: Double
+        public var kinetic: Double
+        public var total: Double
+
+        public init(potential: Double, kinetic: Double, total: Double) {
+            self.potential = potential
+            self.kinetic = kinetic
+            self.total = total
+        }
+
+        /// Total = potential + kinetic.
+        public init(potential: Double, kinetic: Double) {
+            self.init(potential: potential, kinetic: kinetic, total: potential + kinetic)
+        }
+    }
+
+    /// Frame counter of the publisher (consecutive frames differ by one).
+    public var index: UInt64
+    /// MD step.
+    public var step: Int64
+    /// Simulated time, ps.
+    public var time: Double
+    /// Orthorhombic box edges, nm.
+    public var box: SIMD3<Double>
+    public var energies: Energies
+    /// K.
+    public var temperature: Double
+    /// nm. Their count is the frame's atom count.
+    public var positions: AtomVectors
+    /// nm/ps, one per atom when present.
+    public var velocities: AtomVectors?
+    /// kJ/mol/nm, one per atom when present.
+    public var forces: AtomVectors?
+    /// Energy of the interactive forces, kJ/mol.
+    public var userEnergy: Double?
+    /// Interactive forces, only on the atoms they act on.
+    public var userForces: [UserForce]?
+    /// Work done by the interactive forces since the start of the run, kJ/mol.
+    public var userWork: Double?
+
+    public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: Energies, temperature: Double,
+                positions: AtomVectors, velocities: AtomVectors? = nil, forces: AtomVectors? = nil,
+                userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil) {
+        self.index = index
+        self.step = step
+        self.time = time
+        self.box = box
+        self.energies = energies
+        self.temperature = temperature
+        self.positions = positions
+        self.velocities = velocities
+        self.forces = forces
+        self.userEnergy = userEnergy
+        self.userForces = userForces
+        self.userWork = userWork
+    }
+
+    public var atomCount: Int { positions.count }
+}
