@@ -111,6 +111,7 @@ public struct FieldID: Hashable, Sendable, CustomStringConvertible {
     public static let userEnergy = FieldID(.frame, 7)
     public static let userForces = FieldID(.frame, 8)
     public static let userWork = FieldID(.frame, 9)
+    public static let publishedAt = FieldID(.frame, 10)
 
     // Topology fields.
     public static let types = FieldID(.topology, 1)
@@ -122,7 +123,7 @@ public struct FieldID: Hashable, Sendable, CustomStringConvertible {
     static let names: [FieldID: String] = [
         .positions: "positions", .box: "box", .energies: "energies", .temperature: "temperature",
         .velocities: "velocities", .forces: "forces", .userEnergy: "user energy",
-        .userForces: "user forces", .userWork: "user work",
+        .userForces: "user forces", .userWork: "user work", .publishedAt: "published at",
         .types: "types", .typeNames: "type names", .elements: "elements", .atomNames: "atom names",
         .bonds: "bonds",
     ]

@@ -98,10 +98,13 @@ public struct Frame: Sendable, Equatable {
     public var userForces: [UserForce]?
     /// Work done by the interactive forces since the start of the run, kJ/mol.
     public var userWork: Double?
+    /// When the engine published the frame: seconds since the Unix epoch (CLOCK_REALTIME), for
+    /// measuring engine-to-client latency on one machine.
+    public var publishedAt: Double?
 
     public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: Energies, temperature: Double,
                 positions: AtomVectors, velocities: AtomVectors? = nil, forces: AtomVectors? = nil,
-                userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil) {
+                userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil, publishedAt: Double? = nil) {
         self.index = index
         self.step = step
         self.time = time
@@ -114,6 +117,7 @@ public struct Frame: Sendable, Equatable {
         self.userEnergy = userEnergy
         self.userForces = userForces
         self.userWork = userWork
+        self.publishedAt = publishedAt
     }
 
     public var atomCount: Int { positions.count }

@@ -50,6 +50,7 @@ public enum FrameEncoder {
             fields.append(try userForcesField(forces, atoms: n, lossless: options.positions != .raw))
         }
         if let w = frame.userWork { fields.append(scalarField(.userWork, [w])) }
+        if let t = frame.publishedAt { fields.append(scalarField(.publishedAt, [t])) }
         var header = qw_frame_header()
         header.frame_index = frame.index
         header.step = frame.step
@@ -128,7 +129,7 @@ public enum FrameDecoder {
         var seen = Set<UInt16>()
         var positions: AtomVectors?, velocities: AtomVectors?, forces: AtomVectors?
         var box: [Double]?, energies: [Double]?, temperature: [Double]?
-        var userEnergy: [Double]?, userWork: [Double]?, userForces: [UserForce]?
+        var userEnergy: [Double]?, userWork: [Double]?, userForces: [UserForce]?, publishedAt: [Double]?
         for field in message.fields {
             guard FieldID.names[field.id] != nil else { continue } // unknown: skipped
             guard seen.insert(field.id.rawValue).inserted else { throw .duplicateField(field.id) }
@@ -141,6 +142,7 @@ public enum FrameDecoder {
             case .temperature: temperature = try readScalars(field, count: 1)
             case .userEnergy: userEnergy = try readScalars(field, count: 1)
             case .userWork: userWork = try readScalars(field, count: 1)
+            case .publishedAt: publishedAt = try readScalars(field, count: 1)
             case .userForces: userForces = try readUserForces(field, atoms: n, budget: &budget)
             default: continue
             }
@@ -153,7 +155,8 @@ public enum FrameDecoder {
                      box: SIMD3(box[0], box[1], box[2]),
                      energies: Frame.Energies(potential: energies[0], kinetic: energies[1], total: energies[2]),
                      temperature: temperature[0], positions: positions, velocities: velocities, forces: forces,
-                     userEnergy: userEnergy?[0], userForces: userForces, userWork: userWork?[0])
+                     userEnergy: userEnergy?[0], userForces: userForces, userWork: userWork?[0],
+                     publishedAt: publishedAt?[0])
     }
 
     /// `decode` on an array.

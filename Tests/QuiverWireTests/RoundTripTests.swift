@@ -71,7 +71,7 @@ struct RoundTripTests {
         #expect(decoded.x.allSatisfy { $0 == 1.5 } && decoded.y.allSatisfy { $0 == -2.25 })
     }
 
-    @Test("optional fields absent stay absent; each present alone survives", arguments: 0..<6)
+    @Test("optional fields absent stay absent; each present alone survives", arguments: 0..<7)
     func optionalFields(which: Int) throws {
         var frame = sampleFrame(atoms: 50, full: false)
         let full = sampleFrame(atoms: 50, full: true)
@@ -81,6 +81,7 @@ struct RoundTripTests {
         case 3: frame.userEnergy = full.userEnergy
         case 4: frame.userForces = full.userForces
         case 5: frame.userWork = full.userWork
+        case 6: frame.publishedAt = full.publishedAt
         default: break
         }
         for codec in [Codec.raw, .lossless, .quantized()] {
@@ -90,6 +91,7 @@ struct RoundTripTests {
             #expect(decoded.userEnergy == frame.userEnergy)
             #expect(decoded.userForces == frame.userForces)
             #expect(decoded.userWork == frame.userWork)
+            #expect(decoded.publishedAt == frame.publishedAt)
             #expect(bitwiseEqual(decoded.velocities, frame.velocities)) // lossless by default
             #expect(bitwiseEqual(decoded.forces, frame.forces))
         }
@@ -236,7 +238,8 @@ struct RoundTripTests {
         #expect(load(m, 60, as: UInt32.self) == crc)
         #expect(WireChecksum.crc32c(Array("123456789".utf8)) == 0xE306_9283)
         let table = fieldTable(m)
-        #expect(table.map(\.id) == [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        #expect(table.map(\.id) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        #expect(Double(bitPattern: load(m, table[9].dataOffset, as: UInt64.self)) == frame.publishedAt)
         let positions = table[0]
         #expect(positions.count == 10 && positions.size == 120)
         // Raw positions are the x plane, then y, then z, float32 little-endian.

@@ -38,6 +38,7 @@ func sampleFrame(atoms n: Int, seed: UInt64 = 1, full: Bool = true) -> Frame {
         frame.forces = randomVectors(n, -500, 500, rng: &rng)
         frame.userEnergy = -12.5
         frame.userWork = 3.75
+        frame.publishedAt = 1_795_000_000.123456
         frame.userForces = n > 2 ? [UserForce(index: 0, force: [1, 2, 3]), UserForce(index: UInt32(n - 1), force: [-4, 5.5, -6])] : []
     }
     return frame
