@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "quiver", targets: ["quiver"]),
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
+        .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,6 +39,11 @@ let package = Package(
             name: "QuiverEngine",
             dependencies: ["CQuiverCore"]
         ),
+        // A thin Swift wrapper over the libzmq C API: contexts, sockets, typed options, messages, poll.
+        .target(
+            name: "QuiverZMQ",
+            dependencies: ["CZeroMQ"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
@@ -49,6 +55,10 @@ let package = Package(
         .testTarget(
             name: "QuiverEngineTests",
             dependencies: ["QuiverEngine", "CQuiverCore"]
+        ),
+        .testTarget(
+            name: "QuiverZMQTests",
+            dependencies: ["QuiverZMQ"]
         ),
         .testTarget(
             name: "QuiverCLITests",
