@@ -169,7 +169,8 @@ public final class ZMQSocket {
         try retry(until: timeout, waitingFor: .writable) { () throws(ZMQError) in try trySendMultipart(parts) }
     }
 
-    /// Sends a `ZMQMessage` without copying its bytes; libzmq takes its buffer.
+    /// Sends a `ZMQMessage` without copying its bytes; libzmq takes its buffer. If it throws, the
+    /// message is closed (dropped); `trySend(_:more:)` keeps an unsent message instead.
     public func send(_ message: consuming ZMQMessage, more: Bool = false) throws(ZMQError) {
         guard try sendMessage(message, flags: more ? ZMQ_SNDMORE : 0) else { throw timedOut("zmq_msg_send") }
     }
