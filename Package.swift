@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
         .library(name: "QuiverSharedMemory", targets: ["QuiverSharedMemory"]),
         .library(name: "QuiverWire", targets: ["QuiverWire"]),
+        .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -79,6 +80,11 @@ let package = Package(
             name: "QuiverWire",
             dependencies: ["CQuiverWire", "CLZ4"]
         ),
+        // A thin Swift wrapper over the libzmq C API: contexts, sockets, typed options, messages, poll.
+        .target(
+            name: "QuiverZMQ",
+            dependencies: ["CZeroMQ"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
@@ -102,6 +108,10 @@ let package = Package(
         .testTarget(
             name: "QuiverWireTests",
             dependencies: ["QuiverWire", "QuiverEngine"]
+        ),
+        .testTarget(
+            name: "QuiverZMQTests",
+            dependencies: ["QuiverZMQ"]
         ),
         .testTarget(
             name: "QuiverCLITests",

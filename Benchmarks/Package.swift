@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
-// Micro-benchmarks for the Quiver engine and its wire codecs, using ordo-one's package-benchmark. A package of its own so
-// the benchmark dependencies stay out of the main package. Run with `scripts/bench-micro` from the
-// repository root (or `swift package benchmark` in this directory).
+// Micro-benchmarks for the Quiver engine (QuiverBenchmarks), its wire codecs (WireBenchmarks) and its
+// ZeroMQ transport (ZMQBenchmarks), using ordo-one's package-benchmark. A package of its own so the
+// benchmark dependencies stay out of the main package. Run with `scripts/bench-micro` from the
+// repository root (or `swift package benchmark` in this directory); `--target NAME` runs one executable.
 import PackageDescription
 
 let package = Package(
@@ -36,6 +37,18 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/WireBenchmarks",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+        // ZeroMQ transport through the QuiverZMQ wrapper: REQ/REP latency, PUSH/PULL throughput.
+        .executableTarget(
+            name: "ZMQBenchmarks",
+            dependencies: [
+                .product(name: "QuiverZMQ", package: "Quiver"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/ZMQBenchmarks",
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark"),
             ]

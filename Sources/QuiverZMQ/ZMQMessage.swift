@@ -1,0 +1,85 @@
+import CZeroMQ
+import Foundation
+
+/// One message part owned by this value: a `zmq_msg_t` initialised on creation and closed when the
+/// value ends (`deinit`), on every path.
+///
+/// This is the zero-copy path. Build a part in place with `init(count:)` and
+/// `withUnsafeMutableBytes` (e.g. compress straight into it) and `send` it: libzmq takes the buffer
+/// over without copying. A received `ZMQMessage` is read in place with `withUnsafeBytes`.
+/// `copy()` shares the buffer (reference counted by libzmq) to send one payload on several sockets;
+/// do not modify a buffer after copying it.
+///
+/// Non-copyable, so exactly one owner closes it; `Sendable`, since a uniquely owned message may
+/// move between threads (libzmq's reference counts are atomic).
+public struct ZMQMessage: ~Copyable, @unchecked Sendable {
+    /// Heap storage for the `zmq_msg_t`, so its address never changes while libzmq uses it.
+    let pointer: UnsafeMutablePointer<zmq_msg_t>
+
+    /// An empty part (`zmq_msg_init`), e.g. to receive into.
+    public init() {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: zmq_msg_t())
+        zmq_msg_init(pointer)  // cannot fail
+    }
+
+    /// A part of `count` uninitialised bytes (`zmq_msg_init_size`), to fill with
+    /// `withUnsafeMutableBytes` before sending.
+    /// - Throws: `ZMQError.outOfMemory` when the buffer cannot be allocated.
+    public init(count: Int) throws(ZMQError) {
+        let pointer = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+        pointer.initialize(to: zmq_msg_t())
+        do throws(ZMQError) {
+            try zmqCall("zmq_msg_init_size") { zmq_msg_init_size(pointer, count) }
+        } catch {
+            pointer.deallocate()
+            throw error
+        }
+        self.pointer = pointer
+    }
+
+    /// A part holding a copy of `bytes`.
+    public init<Bytes: ContiguousBytes>(copying bytes: Bytes) throws(ZMQError) {
+        let count = bytes.withUnsafeBytes { $0.count }
+        try self.init(count: count)
+        withUnsafeMutableBytes { destination in
+            bytes.withUnsafeBytes { source in
+                if let base = source.baseAddress, count > 0 { destination.baseAddress?.copyMemory(from: base, byteCount: count) }
+            }
+        }
+    }
+
+    deinit {
+        zmq_msg_close(pointer)  // fails only for an invalid message, which this type never holds
+        pointer.deallocate()
+    }
+
+    /// The size in bytes.
+    public var count: Int { zmq_msg_size(pointer) }
+
+    /// After a receive: whether more parts of the same message follow.
+    public var hasMore: Bool { zmq_msg_more(pointer) != 0 }
+
+    /// Reads the bytes in place. The buffer is valid only inside `body`.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: zmq_msg_data(pointer), count: zmq_msg_size(pointer)))
+    }
+
+    /// Writes the bytes in place (before sending). The buffer is valid only inside `body`.
+    public mutating func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeMutableRawBufferPointer(start: zmq_msg_data(pointer), count: zmq_msg_size(pointer)))
+    }
+
+    /// A copy of the bytes as an array.
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// A copy of the bytes as `Data`.
+    public var data: Data { withUnsafeBytes { Data($0) } }
+
+    /// Another part sharing this one's buffer (`zmq_msg_copy`: no bytes are copied).
+    public func copy() throws(ZMQError) -> ZMQMessage {
+        let other = ZMQMessage()
+        try zmqCall("zmq_msg_copy") { zmq_msg_copy(other.pointer, pointer) }
+        return other
+    }
+}
