@@ -57,12 +57,12 @@ let package = Package(
         // The thin supervisor: run directory and lock, connection file, workers, restarts, control socket.
         .target(
             name: "QuiverSupervisor",
-            dependencies: ["CQuiverOS", "QuiverSharedMemory"]
+            dependencies: ["CQuiverOS", "QuiverSharedMemory", "QuiverWire"]
         ),
         // The worker processes: the engine (dynamics into shared memory).
         .target(
             name: "QuiverWorkers",
-            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory"]
+            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ"]
         ),
         // The run configuration: defaults, a TOML file, flags; validated in one place.
         .target(
@@ -85,11 +85,16 @@ let package = Package(
             name: "QuiverZMQ",
             dependencies: ["CZeroMQ"]
         ),
+        // The client library: frames and topology from a run's connection file, pings and health.
+        .target(
+            name: "QuiverClient",
+            dependencies: ["QuiverWire", "QuiverZMQ"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "QuiverClient", "QuiverWire", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -115,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverCLITests",
-            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor"]
+            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire"]
         ),
     ]
 )

@@ -121,7 +121,7 @@ public final class Simulation {
                 try computeForces(energy: wantEnergy)
                 qv_kick(pool.pointer, &s, 0.5 * dt)
             }
-            time += Double(dt)
+            time += integrator.timestep
         }
         if energy, let c = cached, c.step == step {
             cached = Energies(step: step, potential: c.potential, kinetic: kineticEnergy, temperature: temperature, terms: c.terms)

@@ -139,3 +139,11 @@ struct MessageReader {
         bytes.loadUnaligned(fromByteOffset: 0, as: Header.self)
     }
 }
+
+extension MessageKind {
+    /// The first 7 bytes of every message of this kind and protocol version (magic, version,
+    /// kind): a ZeroMQ subscription prefix that selects frames or topology on one publisher.
+    public var subscriptionPrefix: [UInt8] {
+        WireFormat.magic + [UInt8(WireFormat.version & 0xff), UInt8(WireFormat.version >> 8), rawValue]
+    }
+}

@@ -57,6 +57,13 @@ public enum ZMQSocketOption: Sendable, Hashable {
     case heartbeatTimeToLive(Duration)
     /// ZMQ_RECONNECT_IVL: wait this long before reconnecting a dropped connection.
     case reconnectInterval(Duration)
+    /// ZMQ_USE_FD: serve a listening socket the process already has (bound and listening on the
+    /// address `bind` then names) instead of creating one; how a restarted worker keeps the port
+    /// its supervisor opened. Set before `bind`.
+    case useFileDescriptor(Int32)
+    /// ZMQ_XPUB_VERBOSE: an XPUB socket passes on every subscription, also repeated ones, so a
+    /// publisher can greet each late joiner (last value cache).
+    case xpubVerbose(Bool)
 
     /// The OS's TCP keepalive setting.
     public enum TCPKeepalive: Int32, Sendable, Hashable {
@@ -90,6 +97,8 @@ public enum ZMQSocketOption: Sendable, Hashable {
         case .heartbeatTimeout: return ZMQ_HEARTBEAT_TIMEOUT
         case .heartbeatTimeToLive: return ZMQ_HEARTBEAT_TTL
         case .reconnectInterval: return ZMQ_RECONNECT_IVL
+        case .useFileDescriptor: return ZMQ_USE_FD
+        case .xpubVerbose: return ZMQ_XPUB_VERBOSE
         }
     }
 
@@ -110,10 +119,12 @@ public enum ZMQSocketOption: Sendable, Hashable {
             return .int64(n.map { Int64($0) } ?? -1)
         case .subscribe(let b), .unsubscribe(let b), .routingId(let b):
             return .bytes(b)
-        case .conflate(let f), .immediate(let f), .routerMandatory(let f), .ipv6(let f):
+        case .conflate(let f), .immediate(let f), .routerMandatory(let f), .ipv6(let f), .xpubVerbose(let f):
             return .int32(f ? 1 : 0)
         case .tcpKeepalive(let k):
             return .int32(k.rawValue)
+        case .useFileDescriptor(let fd):
+            return .int32(fd)
         case .tcpKeepaliveIdle(let d), .tcpKeepaliveInterval(let d):
             return .int32(Int32(clamping: (d.wholeMillisecondsRoundedUp + 999) / 1000))
         case .heartbeatInterval(let d), .heartbeatTimeout(let d), .heartbeatTimeToLive(let d),

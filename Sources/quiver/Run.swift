@@ -5,7 +5,9 @@ import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
 import QuiverSupervisor
+import QuiverWire
 import QuiverWorkers
+import QuiverZMQ
 
 /// Flags that describe the simulation, shared by `run` and the engine worker. Each overrides the
 /// same field of the configuration file (docs/configuration.md); unset flags leave it alone.
@@ -60,6 +62,21 @@ extension RunConfiguration {
 
     func simulationSetup() throws -> SimulationSetup {
         system == "lj" ? try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed) : try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
+    }
+
+    /// The topology of the built-in system: types, type names, elements (argon: Z = 18).
+    func topology(of setup: SimulationSetup) -> Topology {
+        let types = setup.system.types.map { UInt32($0) }
+        return Topology(types: types, typeNames: setup.system.typeNames,
+                        elements: system == "argon" ? [UInt8](repeating: 18, count: types.count) : nil)
+    }
+
+    var wireCodec: Codec {
+        switch codec {
+        case "raw": return .raw
+        case "lossless": return .lossless
+        default: return .quantized(precision: precision)
+        }
     }
 
     /// The simulation settings as flags, for the engine worker.
@@ -118,17 +135,38 @@ struct Run: ParsableCommand {
         let segmentName = "quiver-run-\(getpid())"
         let segment = try SharedSegment.create(name: segmentName, layout: SegmentLayout(atomCapacity: setup.system.count))
         defer { try? segment.unlink() }
+        // Public sockets: opened here, handed to the workers, so a restarted worker keeps the port.
+        let frames = try Listener(host: c.address, port: c.port)
+        defer { frames.close() }
+        let heartbeat = try Listener(host: c.address, port: 0)
+        defer { heartbeat.close() }
+        let framesIPC = try ZMQDefaults.ipcEndpoint(.frames, in: directory.path)
+        let heartbeatIPC = try ZMQDefaults.ipcEndpoint(.heartbeat, in: directory.path)
+        defer { unlink(directory.path + "/frames.ipc"); unlink(directory.path + "/heartbeat.ipc") }
         try directory.writeConnectionFile(ConnectionInfo(
-            protocolVersion: 1, runDirectory: directory.path, supervisorPID: getpid(),
-            endpoints: ["control-socket": directory.controlSocketPath], segment: segmentName, key: ConnectionInfo.randomKey()))
+            protocolVersion: Int(WireFormat.version), runDirectory: directory.path, supervisorPID: getpid(),
+            endpoints: ["control-socket": directory.controlSocketPath,
+                        "frames": frames.endpoint, "frames-ipc": framesIPC,
+                        "heartbeat": heartbeat.endpoint, "heartbeat-ipc": heartbeatIPC],
+            segment: segmentName, key: ConnectionInfo.randomKey()))
         let executable = try Self.executablePath()
-        let engine = WorkerSpec(
-            role: "engine",
-            arguments: ["worker", "--role", "engine", "--segment", segmentName, "--index", "0", "--supervisor-pid", "\(getpid())"] + c.simulationArguments,
-            watchdog: c.watchdog, exitEndsRun: true)
-        let supervisor = Supervisor(runDirectory: directory, segment: segment, executable: executable, workers: [engine],
+        func worker(_ role: String, _ index: Int, _ extra: [String]) -> [String] {
+            ["worker", "--role", role, "--segment", segmentName, "--index", "\(index)", "--supervisor-pid", "\(getpid())"] + extra + c.simulationArguments
+        }
+        let workers = [
+            WorkerSpec(role: "engine", arguments: worker("engine", 0, []), watchdog: c.watchdog, exitEndsRun: true),
+            WorkerSpec(role: "broadcaster",
+                       arguments: worker("broadcaster", 1, ["--tcp-endpoint", frames.endpoint, "--listen-fd", "3", "--ipc-endpoint", framesIPC,
+                                                            "--codec", c.codec, "--precision", "\(c.precision)"]),
+                       watchdog: c.watchdog, passedDescriptors: [frames.fd]),
+            WorkerSpec(role: "heartbeat",
+                       arguments: worker("heartbeat", 2, ["--tcp-endpoint", heartbeat.endpoint, "--listen-fd", "3", "--ipc-endpoint", heartbeatIPC]),
+                       watchdog: c.watchdog, passedDescriptors: [heartbeat.fd]),
+        ]
+        let supervisor = Supervisor(runDirectory: directory, segment: segment, executable: executable, workers: workers,
                                     grace: c.grace, log: Log.line)
         if let previous = directory.tookOverFrom { Log.line("took over \(directory.path) from a server that is gone (pid \(previous))") }
+        Log.line("frames on \(frames.endpoint) and \(framesIPC); connection file \(directory.connectionFilePath)")
         let outcome = try supervisor.run()
         if case .stopped(let reason) = outcome {
             print("stopped by \(reason) at step \(supervisor.newestStep ?? 0)")
@@ -160,6 +198,11 @@ struct Worker: ParsableCommand {
     @Option var index: Int
     @Option var supervisorPid: Int32
     @OptionGroup var simulation: SimulationFlags
+    @Option var tcpEndpoint: String?
+    @Option var listenFd: Int32?
+    @Option var ipcEndpoint: String?
+    @Option var codec: String?
+    @Option var precision: Double?
 
     func run() throws {
         qv_signal_install_stop_handlers()
@@ -176,6 +219,19 @@ struct Worker: ParsableCommand {
                 segment: segment, index: index, frameInterval: c.frameInterval, totalSteps: c.steps, reportEvery: c.reportEvery,
                 simulation: SimulationOptions(threads: c.threads, seed: c.seed, kernel: c.kernelVariant))
             _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault)
+        case "broadcaster", "heartbeat":
+            guard let tcpEndpoint, let ipcEndpoint else { throw ValidationError("\(role) needs --tcp-endpoint and --ipc-endpoint") }
+            if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }
+            if role == "heartbeat" {
+                try Heartbeat.run(segmentName: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint)
+            } else {
+                if let codec { c.codec = codec }
+                if let precision { c.precision = precision }
+                c = try c.checked()
+                try Broadcaster.run(BroadcasterOptions(
+                    segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
+                    codec: c.wireCodec, topology: c.topology(of: try c.simulationSetup())))
+            }
         default:
             throw ValidationError("unknown worker role '\(role)'")
         }
@@ -213,4 +269,24 @@ struct Status: ParsableCommand {
             print("  \(w["role"] ?? "?")  pid \(w["pid"] ?? 0)  \(w["state"] ?? "?")  restarts \(w["restarts"] ?? 0)")
         }
     }
+}
+
+/// A listening TCP socket the supervisor owns and hands to a worker.
+struct Listener {
+    let fd: Int32
+    let port: Int
+    let endpoint: String
+
+    init(host: String, port: Int) throws {
+        var bound: Int32 = 0
+        let fd = qv_os_tcp_listen(host, Int32(port), &bound)
+        guard fd >= 0 else {
+            throw ValidationError("cannot listen on \(host):\(port): \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        self.port = Int(bound)
+        endpoint = host.contains(":") ? "tcp://[\(host)]:\(bound)" : "tcp://\(host):\(bound)"
+    }
+
+    func close() { Glibc.close(fd) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import QuiverSharedMemory
 import QuiverSupervisor
+import QuiverWire
 import Testing
 
 /// A run directory under /tmp, removed (with anything in it) at the end.

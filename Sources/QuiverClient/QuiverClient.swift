@@ -1,0 +1,129 @@
+import Foundation
+import QuiverWire
+import QuiverZMQ
+
+/// A client of a Quiver run: connects from the run's `connection.json`, receives and decodes
+/// frames (latest-frame semantics: a slow client gets the newest frame, never a backlog) and the
+/// topology, measures latency, pings the heartbeat worker and asks it for the run's health.
+///
+/// Not thread-safe: use one client from one thread. It owns its own ZeroMQ context.
+public final class QuiverClient {
+    public enum Transport: String, Sendable { case tcp, ipc }
+
+    /// A decoded frame with when it arrived and how long it took from the engine.
+    public struct Received: Sendable {
+        public let frame: Frame
+        /// Seconds since the Unix epoch when it was decoded here.
+        public let receivedAt: Double
+        /// Engine publication to decoded here, seconds (same-machine clocks), when the frame says.
+        public var latency: Double? { frame.publishedAt.map { receivedAt - $0 } }
+    }
+
+    public let connection: ConnectionInfo
+    public let transport: Transport
+    public private(set) var topology: Topology?
+    private let context: ZMQContext
+    private let frames: ZMQSocket
+    private let topologySocket: ZMQSocket
+    private var heartbeat: ZMQSocket?
+    private let limits: DecodeLimits
+
+    /// Connects to the run described by `connectionFile`. Throws when the file is unreadable or a
+    /// socket cannot be created.
+    public init(connectionFile: String, transport: Transport = .tcp, limits: DecodeLimits = .default) throws {
+        connection = try ConnectionInfo.read(from: connectionFile)
+        self.transport = transport
+        self.limits = limits
+        guard let endpoint = connection.endpoints[transport == .tcp ? "frames" : "frames-ipc"] else {
+            throw ZMQError(code: ZMQError.invalidArgument.code, operation: "connection file has no \(transport.rawValue) frames endpoint")
+        }
+        context = try ZMQContext()
+        // Frames: one message each, conflated, so the newest one waits and older ones are dropped.
+        frames = try context.socket(.sub, options: ZMQDefaults.socketOptions + [.conflate(true)])
+        try frames.subscribe(MessageKind.frame.subscriptionPrefix)
+        try frames.connect(endpoint)
+        // Topology: rare, never conflated with frames, so it is not lost behind them.
+        topologySocket = try context.socket(.sub, options: ZMQDefaults.socketOptions)
+        try topologySocket.subscribe(MessageKind.topology.subscriptionPrefix)
+        try topologySocket.connect(endpoint)
+    }
+
+    deinit {
+        frames.close()
+        topologySocket.close()
+        heartbeat?.close()
+        context.close()
+    }
+
+    /// The newest frame that arrived, waiting up to `timeout` seconds; nil on timeout. Topology
+    /// messages that arrived meanwhile update `topology`. Throws `WireError` for a malformed frame.
+    public func nextFrame(timeout: Double) throws -> Received? {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            drainTopology()
+            let remaining = max(0, deadline.timeIntervalSinceNow)
+            let ready = try ZMQ.poll([.socket(frames), .socket(topologySocket)], timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
+            if ready[0].contains(.readable), let bytes = try frames.tryReceive() {
+                let frame = try FrameDecoder.decode(bytes, limits: limits)
+                if topology == nil { try awaitTopology(timeout: topologyGrace) }
+                return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+            }
+        } while Date() < deadline
+        drainTopology()
+        return nil
+    }
+
+    /// How long the first frame waits for the topology, which the publisher sends just before it
+    /// but on another subscription: a late joiner gets both at once.
+    public var topologyGrace = 0.5
+
+    private func awaitTopology(timeout: Double) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while topology == nil && Date() < deadline {
+            _ = try topologySocket.poll(.readable, timeout: .milliseconds(10))
+            drainTopology()
+        }
+    }
+
+    private func drainTopology() {
+        while let bytes = try? topologySocket.tryReceive() {
+            if let t = try? TopologyDecoder.decode(bytes, limits: limits) { topology = t }
+        }
+    }
+
+    private func heartbeatSocket() throws -> ZMQSocket {
+        if let heartbeat { return heartbeat }
+        guard let endpoint = connection.endpoints[transport == .tcp ? "heartbeat" : "heartbeat-ipc"] else {
+            throw ZMQError(code: ZMQError.invalidArgument.code, operation: "connection file has no heartbeat endpoint")
+        }
+        let s = try context.socket(.req, options: ZMQDefaults.socketOptions)
+        try s.connect(endpoint)
+        heartbeat = s
+        return s
+    }
+
+    /// Sends a request to the heartbeat worker and waits up to `timeout` seconds for the reply.
+    /// A REQ socket that timed out is reset so the next request works.
+    private func request(_ body: [UInt8], timeout: Double) throws -> [UInt8]? {
+        let s = try heartbeatSocket()
+        try s.send(body)
+        if let reply = try s.receive(timeout: .milliseconds(Int(timeout * 1000))) { return reply }
+        s.close()
+        heartbeat = nil
+        return nil
+    }
+
+    /// Round trip of a ping to the heartbeat worker, seconds; nil when it did not answer in time.
+    public func ping(timeout: Double = 1) throws -> Double? {
+        let payload = Array("ping \(UInt64.random(in: 0...UInt64.max))".utf8)
+        let start = Date()
+        guard let reply = try request(payload, timeout: timeout), reply == payload else { return nil }
+        return Date().timeIntervalSince(start)
+    }
+
+    /// The run's health summary (JSON from the heartbeat worker: every worker's pid, state,
+    /// progress, restarts), or nil when it did not answer in time.
+    public func health(timeout: Double = 1) throws -> String? {
+        try request(Array("health".utf8), timeout: timeout).map { String(decoding: $0, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,143 @@
+import CQuiverOS
+import Foundation
+import QuiverSharedMemory
+import QuiverWire
+import QuiverZMQ
+
+/// Settings of the broadcaster worker.
+public struct BroadcasterOptions: Sendable {
+    public var segment: String
+    public var index: Int
+    /// The TCP endpoint clients use (the supervisor's listening socket, passed as `listenFD`).
+    public var tcpEndpoint: String
+    /// The descriptor of that listening socket in this process (3 when passed first), or nil to bind anew.
+    public var listenFD: Int32?
+    /// The ipc endpoint for local subscribers (other workers, local clients).
+    public var ipcEndpoint: String
+    public var codec: Codec
+    public var topology: Topology
+
+    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topology: Topology) {
+        self.segment = segment
+        self.index = index
+        self.tcpEndpoint = tcpEndpoint
+        self.listenFD = listenFD
+        self.ipcEndpoint = ipcEndpoint
+        self.codec = codec
+        self.topology = topology
+    }
+}
+
+/// The broadcaster process: reads the newest frame from the shared-memory ring, encodes it once
+/// (docs/protocol.md) and publishes it as one message on an XPUB socket bound to TCP and ipc.
+/// It never waits for a client: a slow subscriber loses frames (per-subscriber high-water mark),
+/// the engine is never slowed (it only reads shared memory). Each subscription (XPUB_VERBOSE
+/// passes repeated ones too) is answered with the topology and the latest frame, so a late joiner
+/// has both at once.
+public enum Broadcaster {
+    /// Runs until SIGTERM/SIGINT.
+    public static func run(_ o: BroadcasterOptions) throws {
+        let segment = try SharedSegment.open(name: o.segment)
+        let status = segment.worker(o.index)
+        status.pid = getpid()
+        let context = try ZMQContext()
+        defer { context.close() }
+        let publisher = try context.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + [.xpubVerbose(true)])
+        defer { publisher.close() }
+        if let fd = o.listenFD { try publisher.set(.useFileDescriptor(fd)) }
+        _ = try publisher.bind(o.tcpEndpoint)
+        if o.listenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
+        _ = try publisher.bind(o.ipcEndpoint)
+        let topology = try TopologyEncoder.encode(o.topology)
+        status.state = .ready
+
+        var record = FrameRecord()
+        var latest: [UInt8]?
+        var latestIndex: UInt64?
+        while qv_signal_stop_requested() == 0 {
+            // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe.
+            var greet = false
+            if try publisher.poll(.readable, timeout: .milliseconds(1)).contains(.readable) {
+                while let message = try publisher.tryReceive() {
+                    if message.first == 1 { greet = true }
+                }
+            }
+            if greet {
+                _ = try publisher.trySend(topology)
+                if let latest { _ = try publisher.trySend(latest) }
+            }
+            let published = segment.framesPublished
+            if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true, let frame = segment.readLatest(into: &record) {
+                let encoded = try FrameEncoder.encode(wireFrame(frame), codec: o.codec)
+                _ = try publisher.trySend(encoded)
+                latest = encoded
+                latestIndex = frame.index
+            }
+            status.advance()
+        }
+        status.state = .exited
+    }
+
+    /// The wire form of a shared-memory frame.
+    static func wireFrame(_ f: FrameRecord) -> Frame {
+        Frame(index: f.index, step: Int64(f.step), time: f.time, box: f.box,
+              energies: Frame.Energies(potential: f.potentialEnergy, kinetic: f.kineticEnergy),
+              temperature: f.temperature, positions: AtomVectors(x: f.x, y: f.y, z: f.z),
+              publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
+    }
+}
+
+/// The heartbeat process: a REP socket on TCP and ipc. A request `health` is answered with a JSON
+/// summary of every worker (from the shared status table); any other request is echoed back
+/// unchanged (a ping). Requests are capped at 64 KiB.
+public enum Heartbeat {
+    public static func run(segmentName: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String) throws {
+        let segment = try SharedSegment.open(name: segmentName)
+        let status = segment.worker(index)
+        status.pid = getpid()
+        let context = try ZMQContext()
+        defer { context.close() }
+        let rep = try context.socket(.rep, options: ZMQDefaults.socketOptions + [.maxMessageSize(64 << 10)])
+        defer { rep.close() }
+        if let fd = listenFD { try rep.set(.useFileDescriptor(fd)) }
+        _ = try rep.bind(tcpEndpoint)
+        if listenFD != nil { try rep.set(.useFileDescriptor(-1)) }
+        _ = try rep.bind(ipcEndpoint)
+        status.state = .ready
+        while qv_signal_stop_requested() == 0 {
+            if let request = try rep.receive(timeout: .milliseconds(100)) {
+                if request == Array("health".utf8) {
+                    try rep.send(Array(health(segment).utf8))
+                } else {
+                    try rep.send(request)
+                }
+            }
+            status.advance()
+        }
+        status.state = .exited
+    }
+
+    static func health(_ segment: SharedSegment) -> String {
+        var workers: [[String: Any]] = []
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        for i in 0..<segment.layout.workerCapacity {
+            let w = segment.worker(i)
+            guard w.state != .empty else { continue }
+            let beat = w.heartbeatNanoseconds
+            workers.append([
+                "role": w.name, "pid": Int(w.pid), "state": "\(w.state)", "progress": Int(w.progress),
+                "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
+            ])
+        }
+        var frame = FrameRecord()
+        let latest = segment.readLatest(into: &frame)
+        let root: [String: Any] = [
+            "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
+            "step": latest.map { Int($0.step) } ?? 0,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import QuiverClient
+import QuiverSharedMemory
+import QuiverSupervisor
+import QuiverWire
+import Testing
+
+@Suite("Frames to clients: broadcaster, heartbeat, client library", .serialized)
+struct BroadcastTests {
+    @Test("a client receives frames with increasing index and step; positions match the engine's within the codec's precision")
+    func framesMatchEngine() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let info = try #require(server.connection)
+        let segment = try SharedSegment.open(name: info.segment)
+        let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        var last: Frame?
+        var compared = 0
+        for _ in 0..<40 {
+            let r = try #require(try client.nextFrame(timeout: 5), "no frame")
+            let f = r.frame
+            if let last {
+                #expect(f.index > last.index && f.step > last.step, "\(last.index)/\(last.step) -> \(f.index)/\(f.step)")
+            }
+            last = f
+            #expect(f.atomCount == 500)
+            #expect((r.latency ?? -1) >= 0 && (r.latency ?? 1) < 1, "latency \(String(describing: r.latency))")
+            var original = FrameRecord()
+            if (try? segment.read(frame: f.index, into: &original)) != nil {
+                var worst: Float = 0
+                for i in 0..<f.atomCount {
+                    worst = max(worst, abs(f.positions.x[i] - original.x[i]), abs(f.positions.y[i] - original.y[i]), abs(f.positions.z[i] - original.z[i]))
+                }
+                #expect(worst <= 0.0005 + 1e-6, "frame \(f.index): max position error \(worst) nm at precision 0.001")
+                #expect(f.step == Int64(original.step) && f.time == original.time)
+                compared += 1
+            }
+        }
+        #expect(compared >= 10, "only \(compared) frames were still in the ring to compare")
+        let topology = try #require(client.topology, "the topology never arrived")
+        #expect(topology.atomCount == 500 && topology.typeNames == ["Ar"] && topology.elements?.first == 18)
+        #expect(try client.ping() != nil)
+        let health = try #require(try client.health())
+        for role in ["engine", "broadcaster", "heartbeat"] { #expect(health.contains("\"role\":\"\(role)\"")) }
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
+    @Test("a late joiner gets the topology and the latest frame at once; ipc works like tcp")
+    func lateJoiner() throws {
+        let server = try TestServer(["--frame-interval", "1000000"]) // one frame at start, then none for a long time
+        usleep(300_000)
+        for transport in [QuiverClient.Transport.tcp, .ipc] {
+            let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json", transport: transport)
+            let r = try #require(try client.nextFrame(timeout: 2), "\(transport): the latest frame was not sent to a late joiner")
+            #expect(r.frame.index == 0)
+            #expect(client.topology?.atomCount == 500, "\(transport): no topology")
+        }
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
+    @Test("a slow client gets the newest frame, never a backlog")
+    func slowClient() throws {
+        let server = try TestServer(["--frame-interval", "2"])
+        let segment = try SharedSegment.open(name: try #require(server.connection?.segment))
+        let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        _ = try client.nextFrame(timeout: 5)
+        let rateStart = segment.framesPublished
+        usleep(200_000)
+        #expect(segment.framesPublished - rateStart > 100, "the stream must be much faster than the client")
+        for _ in 0..<4 {
+            usleep(400_000) // far slower than the stream: hundreds of frames go by
+            let published = segment.framesPublished
+            let r = try #require(try client.nextFrame(timeout: 2))
+            // The newest frame is at most a few milliseconds old; a backlog would be 400 ms old.
+            let age = try #require(r.latency)
+            #expect(age < 0.1, "got a frame \(Int(age * 1000)) ms old (index \(r.frame.index), \(published) published): a backlog")
+            #expect(r.frame.index + 100 >= published - 1)
+        }
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
+    @Test("SIGKILL the broadcaster, then the heartbeat, then the engine while a client watches: each respawned, frames resume within a second, never backwards")
+    func killEachWorker() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        var last = try #require(try client.nextFrame(timeout: 5)).frame
+        func workerPID(_ role: String) throws -> Int32 {
+            let s = try server.status()
+            let w = try #require((s["workers"] as? [[String: Any]])?.first { $0["role"] as? String == role })
+            return Int32(w["pid"] as? Int ?? 0)
+        }
+        for role in ["broadcaster", "heartbeat", "engine"] {
+            let pid = try workerPID(role)
+            #expect(alive(pid))
+            kill(pid, SIGKILL)
+            let killed = Date()
+            // Frames continue (or resume) and never go back.
+            var resumed: Double?
+            while Date().timeIntervalSince(killed) < 3 {
+                guard let r = try client.nextFrame(timeout: 0.2) else { continue }
+                #expect(r.frame.index >= last.index && r.frame.step >= last.step, "\(role): \(last.index)/\(last.step) -> \(r.frame.index)/\(r.frame.step)")
+                // Only a frame the engine published after the kill shows the pipeline resumed.
+                if r.frame.index > last.index && (r.frame.publishedAt ?? 0) > killed.timeIntervalSince1970 {
+                    resumed = resumed ?? Date().timeIntervalSince(killed)
+                }
+                last = r.frame
+                if resumed != nil && Date().timeIntervalSince(killed) > 0.5 { break }
+            }
+            let gap = try #require(resumed, "\(role): frames did not resume")
+            #expect(gap < 1.0, "\(role): frames resumed after \(gap) s")
+            #expect(try eventually(within: 2) { let p = try workerPID(role); return p != 0 && p != pid && alive(p) }, "\(role) was not respawned")
+            print("killed \(role): frames resumed after \(String(format: "%.0f", gap * 1000)) ms")
+        }
+        #expect(try eventually(within: 3) { try client.ping(timeout: 0.5) != nil }, "the respawned heartbeat does not answer")
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+        let files = try FileManager.default.contentsOfDirectory(atPath: server.directory.path)
+        #expect(files == ["lock"], "left behind: \(files)")
+    }
+
+    @Test("quiver watch prints one JSON object per frame with index, step, atoms and latency")
+    func watchCommand() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let r = try QuiverProcess.run(["watch", server.directory.path + "/connection.json", "--frames", "5", "--format", "json"], timeout: 30)
+        #expect(r.status == 0, "\(r.stderr)")
+        let objects = try r.stdout.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(objects.count == 5)
+        let indices = objects.compactMap { $0["frame_index"] as? Int }
+        #expect(indices == indices.sorted() && Set(indices).count == 5)
+        #expect(objects.allSatisfy { $0["atoms"] as? Int == 500 && $0["step"] != nil && ($0["latency_ms"] as? Double) != nil })
+        let table = try QuiverProcess.run(["watch", server.directory.path + "/connection.json", "--frames", "3"], timeout: 30)
+        #expect(table.status == 0 && table.stdout.contains("frames/s") && table.stdout.contains("latency"))
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+        let bad = try QuiverProcess.run(["watch", "/nonexistent/connection.json", "--frames", "1"], timeout: 30)
+        #expect(bad.status != 0 && bad.stderr.contains("/nonexistent/connection.json"))
+    }
+}
