@@ -113,6 +113,18 @@ struct Run: ParsableCommand {
     @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5).")
     var grace: Double?
 
+    @Option(help: "Frame codec for clients: raw, lossless or quantized (default).")
+    var codec: String?
+
+    @Option(help: "Quantisation step of positions in nm (default 0.001).")
+    var precision: Double?
+
+    @Option(help: "Address the frame and heartbeat sockets listen on (default 127.0.0.1).")
+    var address: String?
+
+    @Option(help: "TCP port of the frame socket (default 0: any free port, written to connection.json).")
+    var port: Int?
+
     /// Defaults, then the file, then the flags; validated once.
     func configuration() throws -> RunConfiguration {
         var c: RunConfiguration
@@ -121,6 +133,10 @@ struct Run: ParsableCommand {
         if let runDir { c.runDirectory = runDir }
         if let watchdog { c.watchdog = watchdog }
         if let grace { c.grace = grace }
+        if let codec { c.codec = codec }
+        if let precision { c.precision = precision }
+        if let address { c.address = address }
+        if let port { c.port = port }
         return try c.checked()
     }
 

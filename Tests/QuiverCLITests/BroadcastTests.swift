@@ -45,6 +45,25 @@ struct BroadcastTests {
         #expect(server.waitForExit(within: 10))
     }
 
+    @Test("with --codec lossless the client's positions are the engine's, bit for bit")
+    func losslessCodec() throws {
+        let server = try TestServer(["--frame-interval", "5", "--codec", "lossless"])
+        let segment = try SharedSegment.open(name: try #require(server.connection?.segment))
+        let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        var compared = 0
+        for _ in 0..<20 {
+            let f = try #require(try client.nextFrame(timeout: 5)).frame
+            var original = FrameRecord()
+            if (try? segment.read(frame: f.index, into: &original)) != nil {
+                #expect(f.positions.x == original.x && f.positions.y == original.y && f.positions.z == original.z)
+                compared += 1
+            }
+        }
+        #expect(compared >= 5)
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
     @Test("a late joiner gets the topology and the latest frame at once; ipc works like tcp")
     func lateJoiner() throws {
         let server = try TestServer(["--frame-interval", "1000000"]) // one frame at start, then none for a long time
