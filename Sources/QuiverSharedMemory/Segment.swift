@@ -282,39 +282,80 @@ public final class SharedSegment: @unchecked Sendable {
 
     // MARK: frames
 
-    /// Publishes `frame` into slot `frame.index % slotCount` (single writer). Sets the writer pid and
-    /// the publication time. Throws `.capacity` when it has more atoms than the segment holds.
-    public func publish(_ frame: FrameRecord) throws {
-        let n = frame.atomCount
-        guard n <= layout.atomCapacity, frame.y.count == n, frame.z.count == n else {
+    /// The scalar part of a frame, for publishing straight from the writer's own buffers.
+    public struct FrameScalars: Sendable {
+        public var index: UInt64
+        public var step: UInt64
+        public var time: Double
+        public var box: SIMD3<Double>
+        public var potentialEnergy: Double
+        public var kineticEnergy: Double
+        public var temperature: Double
+        public var userEnergy: Double
+        public var userWork: Double
+
+        public init(index: UInt64, step: UInt64, time: Double, box: SIMD3<Double>, potentialEnergy: Double = 0,
+                    kineticEnergy: Double = 0, temperature: Double = 0, userEnergy: Double = 0, userWork: Double = 0) {
+            self.index = index; self.step = step; self.time = time; self.box = box
+            self.potentialEnergy = potentialEnergy; self.kineticEnergy = kineticEnergy; self.temperature = temperature
+            self.userEnergy = userEnergy; self.userWork = userWork
+        }
+    }
+
+    /// Publishes a frame into slot `index % slotCount` (single writer) from position buffers
+    /// (borrowed for the call only), without intermediate copies. Sets the writer pid and the
+    /// publication time. Throws `.capacity` when the buffers differ in length or exceed the segment.
+    public func publish(_ f: FrameScalars, x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>,
+                        velocities: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)? = nil,
+                        forces: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)? = nil) throws {
+        let n = x.count
+        guard n <= layout.atomCapacity, y.count == n, z.count == n else {
             throw SharedMemoryError.capacity("frame of \(n) atoms does not fit a segment of \(layout.atomCapacity)")
         }
         var fields: UInt32 = 0
-        var arrays: [[Float]] = [frame.x, frame.y, frame.z]
-        if layout.velocities, let v = frame.velocities {
-            guard v.x.count == n, v.y.count == n, v.z.count == n else { throw SharedMemoryError.capacity("velocity arrays differ in length") }
+        var arrays: [UnsafePointer<Float>?] = [x.baseAddress, y.baseAddress, z.baseAddress]
+        if layout.velocities, let v = velocities {
+            guard v.0.count == n, v.1.count == n, v.2.count == n else { throw SharedMemoryError.capacity("velocity arrays differ in length") }
             fields |= UInt32(QV_SHM_FIELD_VELOCITIES)
-            arrays += [v.x, v.y, v.z]
+            arrays += [v.0.baseAddress, v.1.baseAddress, v.2.baseAddress]
         }
-        if layout.forces, let f = frame.forces {
-            guard f.x.count == n, f.y.count == n, f.z.count == n else { throw SharedMemoryError.capacity("force arrays differ in length") }
+        if layout.forces, let g = forces {
+            guard g.0.count == n, g.1.count == n, g.2.count == n else { throw SharedMemoryError.capacity("force arrays differ in length") }
             fields |= UInt32(QV_SHM_FIELD_FORCES)
-            arrays += [f.x, f.y, f.z]
+            arrays += [g.0.baseAddress, g.1.baseAddress, g.2.baseAddress]
         }
         var info = qv_shm_frame_info()
-        info.frame_index = frame.index
-        info.step = frame.step
-        info.time_ps = frame.time
+        info.frame_index = f.index
+        info.step = f.step
+        info.time_ps = f.time
         info.atom_count = UInt32(n)
         info.fields = fields
         info.writer_pid = getpid()
-        info.box = (frame.box.x, frame.box.y, frame.box.z)
-        info.potential_energy = frame.potentialEnergy
-        info.kinetic_energy = frame.kineticEnergy
-        info.temperature = frame.temperature
-        info.user_energy = frame.userEnergy
-        info.user_work = frame.userWork
-        withPointers(to: arrays) { qv_shm_publish_frame(base, &info, $0) }
+        info.box = (f.box.x, f.box.y, f.box.z)
+        info.potential_energy = f.potentialEnergy
+        info.kinetic_energy = f.kineticEnergy
+        info.temperature = f.temperature
+        info.user_energy = f.userEnergy
+        info.user_work = f.userWork
+        arrays.withUnsafeBufferPointer { qv_shm_publish_frame(base, &info, $0.baseAddress) }
+    }
+
+    /// Publishes `frame` (its arrays) into slot `frame.index % slotCount` (single writer).
+    public func publish(_ frame: FrameRecord) throws {
+        let scalars = FrameScalars(index: frame.index, step: frame.step, time: frame.time, box: frame.box,
+                                   potentialEnergy: frame.potentialEnergy, kineticEnergy: frame.kineticEnergy,
+                                   temperature: frame.temperature, userEnergy: frame.userEnergy, userWork: frame.userWork)
+        try frame.x.withUnsafeBufferPointer { x in
+            try frame.y.withUnsafeBufferPointer { y in
+                try frame.z.withUnsafeBufferPointer { z in
+                    try withOptionalTriple(frame.velocities) { v in
+                        try withOptionalTriple(frame.forces) { f in
+                            try publish(scalars, x: x, y: y, z: z, velocities: v, forces: f)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Copies frame `index` into `frame`. Throws a `FrameReadFailure`.
@@ -499,4 +540,15 @@ func readFlat(count: Int, capacity: Int, _ body: (UnsafePointer<UnsafeMutablePoi
         return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
     return (status, flat)
+}
+
+/// Calls `body` with buffer pointers to the three arrays, or nil.
+func withOptionalTriple<R>(_ t: (x: [Float], y: [Float], z: [Float])?,
+                           _ body: ((UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)?) throws -> R) rethrows -> R {
+    guard let t else { return try body(nil) }
+    return try t.x.withUnsafeBufferPointer { x in
+        try t.y.withUnsafeBufferPointer { y in
+            try t.z.withUnsafeBufferPointer { z in try body((x, y, z)) }
+        }
+    }
 }

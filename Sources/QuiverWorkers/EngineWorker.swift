@@ -20,6 +20,8 @@ public struct EngineWorkerOptions: Sendable {
     /// Progress line every this many steps; nil: about once a second.
     public var reportEvery: Int?
     public var simulation: SimulationOptions
+    /// Seconds between engine snapshots (and at stop): a respawned engine loses at most this much.
+    public var snapshotInterval: Double = 0.5
 
     public init(segment: String, index: Int, frameInterval: Int, totalSteps: Int?, reportEvery: Int?, simulation: SimulationOptions) {
         self.segment = segment
@@ -31,10 +33,11 @@ public struct EngineWorkerOptions: Sendable {
     }
 }
 
-/// The engine process: steps the dynamics, writes a snapshot and then a frame into shared memory
-/// every `frameInterval` steps (so a respawned engine never publishes a step older than one
-/// already seen), advances its progress counter, and prints progress lines on stdout. Started
-/// again after a crash, it continues from the newest consistent snapshot.
+/// The engine process: steps the dynamics, publishes a frame into shared memory every
+/// `frameInterval` steps (straight from its buffers), writes a snapshot every `snapshotInterval`
+/// seconds and when it stops, advances its progress counter, and prints progress lines on stdout.
+/// Started again after a crash, it continues from the newest consistent snapshot and publishes
+/// only once past the newest published step, so clients never see a step go back.
 public enum EngineWorker {
     /// Returns true when `totalSteps` were reached, false when stopped by SIGTERM/SIGINT.
     public static func run(setup: SimulationSetup, options: EngineWorkerOptions, fault: Fault?) throws -> Bool {
@@ -46,6 +49,11 @@ public enum EngineWorker {
             throw EngineError.invalidParameter("the system has \(sim.count) atoms, the shared-memory segment room for \(segment.layout.atomCapacity)")
         }
         var resumedFrom: Int32?
+        // A respawned engine continues from the newest snapshot, which may be older than the newest
+        // frame: it publishes nothing until it is past the newest published step, so clients never
+        // see a step go back.
+        var frame = FrameRecord()
+        let newestPublishedStep = segment.readLatest(into: &frame).map { Int($0.step) } ?? -1
         if let snap = segment.readSnapshot(), snap.x.count == sim.count {
             try sim.restore(DynamicState(step: Int(snap.step), time: snap.time, x: snap.x, y: snap.y, z: snap.z,
                                          vx: snap.vx, vy: snap.vy, vz: snap.vz,
@@ -57,7 +65,8 @@ public enum EngineWorker {
             reporter.line("engine resumed from step \(sim.step) (snapshot of pid \(resumedFrom))")
         } else {
             reporter.header(setup: setup)
-            try publish(sim, into: segment)
+            try snapshot(sim, into: segment)
+            try publishFrame(sim, into: segment)
             try reporter.report()
         }
         status.state = .ready
@@ -65,47 +74,56 @@ public enum EngineWorker {
         if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) } }
 
         var finished = false
+        let snapshotEvery = UInt64(options.snapshotInterval * 1e9)
+        var lastSnapshot = DispatchTime.now().uptimeNanoseconds
         while qv_signal_stop_requested() == 0 {
             let remaining = options.totalSteps.map { $0 - sim.step } ?? Int.max
             if remaining <= 0 { finished = true; break }
             var chunk = min(options.frameInterval - sim.step % options.frameInterval, remaining)
             if let every = options.reportEvery { chunk = min(chunk, every - sim.step % every) }
             try sim.run(steps: chunk, energy: sim.step + chunk == options.totalSteps || (sim.step + chunk) % options.frameInterval == 0)
-            if sim.step % options.frameInterval == 0 || sim.step == options.totalSteps { try publish(sim, into: segment) }
+            if (sim.step % options.frameInterval == 0 || sim.step == options.totalSteps) && sim.step > newestPublishedStep {
+                try publishFrame(sim, into: segment)
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now - lastSnapshot >= snapshotEvery {
+                try snapshot(sim, into: segment)
+                lastSnapshot = now
+            }
             status.advance()
             if reporter.due { try reporter.report() }
         }
-        if !finished { try publish(sim, into: segment) }
+        try snapshot(sim, into: segment)
+        if sim.step > newestPublishedStep && segment.readLatest(into: &frame).map({ Int($0.step) < sim.step }) ?? true {
+            try publishFrame(sim, into: segment)
+        }
         try reporter.finish()
         status.state = .exited
         return finished
     }
 
-    /// Snapshot first, then the frame: a crash between the two leaves a snapshot at least as new
-    /// as the newest frame.
-    static func publish(_ sim: Simulation, into segment: SharedSegment) throws {
+    /// Writes an engine snapshot (the state a respawned engine continues from).
+    static func snapshot(_ sim: Simulation, into segment: SharedSegment) throws {
         let state = sim.dynamicState()
-        let published = segment.framesPublished
         var snap = EngineSnapshot()
         snap.step = UInt64(state.step)
         snap.time = state.time
         snap.box = SIMD3(sim.box.x, sim.box.y, sim.box.z)
-        snap.framesPublished = published
+        snap.framesPublished = segment.framesPublished
         snap.x = state.x; snap.y = state.y; snap.z = state.z
         snap.vx = state.vx; snap.vy = state.vy; snap.vz = state.vz
         snap.imageX = state.imageX; snap.imageY = state.imageY; snap.imageZ = state.imageZ
         try segment.writeSnapshot(snap)
+    }
+
+    /// Publishes the current positions and energies as the next frame, straight from the engine's
+    /// buffers.
+    static func publishFrame(_ sim: Simulation, into segment: SharedSegment) throws {
         let e = try sim.energies()
-        var frame = FrameRecord()
-        frame.index = published
-        frame.step = UInt64(state.step)
-        frame.time = state.time
-        frame.box = snap.box
-        frame.potentialEnergy = e.potential
-        frame.kineticEnergy = e.kinetic
-        frame.temperature = e.temperature
-        frame.x = state.x; frame.y = state.y; frame.z = state.z
-        try segment.publish(frame)
+        let scalars = SharedSegment.FrameScalars(
+            index: segment.framesPublished, step: UInt64(sim.step), time: sim.time, box: SIMD3(sim.box.x, sim.box.y, sim.box.z),
+            potentialEnergy: e.potential, kineticEnergy: e.kinetic, temperature: e.temperature)
+        try sim.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z) }
     }
 }
 
