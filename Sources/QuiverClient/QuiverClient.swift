@@ -58,15 +58,29 @@ public final class QuiverClient {
     /// The newest frame that arrived, waiting up to `timeout` seconds; nil on timeout. Topology
     /// messages that arrived meanwhile update `topology`. Throws `WireError` for a malformed frame.
     public func nextFrame(timeout: Double) throws -> Received? {
+        guard let bytes = try nextMessage(timeout: timeout) else { return nil }
+        let frame = try FrameDecoder.decode(bytes, limits: limits)
+        return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+    }
+
+    /// Like `nextFrame`, but decodes only the header and scalar fields (checksum verified): for
+    /// following a stream cheaply (monitoring, delivery benchmarks). Returns the summary and when
+    /// it arrived (seconds since the Unix epoch).
+    public func nextSummary(timeout: Double) throws -> (summary: FrameDecoder.Summary, receivedAt: Double)? {
+        guard let bytes = try nextMessage(timeout: timeout) else { return nil }
+        let summary = try FrameDecoder.summary(bytes, limits: limits)
+        return (summary, Date().timeIntervalSince1970)
+    }
+
+    private func nextMessage(timeout: Double) throws -> [UInt8]? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
             drainTopology()
             let remaining = max(0, deadline.timeIntervalSinceNow)
             let ready = try ZMQ.poll([.socket(frames), .socket(topologySocket)], timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
             if ready[0].contains(.readable), let bytes = try frames.tryReceive() {
-                let frame = try FrameDecoder.decode(bytes, limits: limits)
                 if topology == nil { try awaitTopology(timeout: topologyGrace) }
-                return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+                return bytes
             }
         } while Date() < deadline
         drainTopology()

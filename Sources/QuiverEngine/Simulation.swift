@@ -124,7 +124,8 @@ public final class Simulation {
             time += integrator.timestep
         }
         if energy, let c = cached, c.step == step {
-            cached = Energies(step: step, potential: c.potential, kinetic: kineticEnergy, temperature: temperature, terms: c.terms)
+            let kinetic = kineticEnergy
+            cached = Energies(step: step, potential: c.potential, kinetic: kinetic, temperature: temperature(kinetic: kinetic), terms: c.terms)
         }
     }
 
@@ -148,7 +149,9 @@ public final class Simulation {
     }
 
     /// Instantaneous temperature in K.
-    public var temperature: Double { 2 * kineticEnergy / (Double(degreesOfFreedom) * Units.boltzmann) }
+    public var temperature: Double { temperature(kinetic: kineticEnergy) }
+
+    func temperature(kinetic: Double) -> Double { 2 * kinetic / (Double(degreesOfFreedom) * Units.boltzmann) }
 
     /// Total momentum in amu nm/ps.
     public var momentum: SIMD3<Double> {
@@ -267,7 +270,8 @@ public final class Simulation {
         }
         if energy {
             guard potential.isFinite else { throw EngineError.nonFinite(step: step) }
-            cached = Energies(step: step, potential: potential, kinetic: kineticEnergy, temperature: temperature, terms: terms)
+            let kinetic = kineticEnergy
+            cached = Energies(step: step, potential: potential, kinetic: kinetic, temperature: temperature(kinetic: kinetic), terms: terms)
         }
     }
 }

@@ -198,6 +198,38 @@ public enum FrameDecoder {
         return v
     }
 
+    /// What a frame message says about itself without decoding its per-atom fields: the header,
+    /// validated with its checksum, and the scalar fields. For clients that only follow the
+    /// stream (monitoring, delivery benchmarks).
+    public struct Summary: Sendable, Equatable {
+        public var index: UInt64
+        public var step: Int64
+        public var time: Double
+        public var atomCount: Int
+        public var temperature: Double?
+        public var potentialEnergy: Double?
+        public var publishedAt: Double?
+    }
+
+    /// The header and scalar fields of a frame message; the per-atom fields are left undecoded.
+    public static func summary(_ bytes: [UInt8], limits: DecodeLimits = .default) throws(WireError) -> Summary {
+        try bytes.withUnsafeBufferPointer { (buffer) throws(WireError) -> Summary in
+            let raw = UnsafeRawBufferPointer(buffer)
+            let message = try MessageReader(raw, kind: .frame, minimumHeaderSize: WireFormat.frameHeaderSize, limits: limits)
+            let header = message.header(as: qw_frame_header.self)
+            var s = Summary(index: header.frame_index, step: header.step, time: header.time, atomCount: message.atomCount)
+            for field in message.fields {
+                switch field.id {
+                case .temperature: s.temperature = try readScalars(field, count: 1)[0]
+                case .energies: s.potentialEnergy = try readScalars(field, count: 3)[0]
+                case .publishedAt: s.publishedAt = try readScalars(field, count: 1)[0]
+                default: continue
+                }
+            }
+            return s
+        }
+    }
+
     static func readScalars(_ field: ReceivedField, count: Int) throws(WireError) -> [Double] {
         guard field.codec == UInt8(QW_CODEC_RAW) else { throw .unsupportedCodec(field: field.id, codec: field.codec) }
         guard field.count == count else { throw .badFieldCount(field: field.id, count: field.count, expected: count) }

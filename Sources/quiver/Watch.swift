@@ -21,6 +21,9 @@ struct Watch: ParsableCommand {
     @Option(help: "Give up when no frame arrives for this many seconds.")
     var timeout: Double = 10
 
+    @Flag(help: "Decode only each frame's header and scalar fields (checksum still verified), not the positions: follows the stream at little CPU cost.")
+    var noDecode = false
+
     func validate() throws {
         if let frames { guard frames >= 1 else { throw ValidationError("--frames must be >= 1") } }
         guard transport == "tcp" || transport == "ipc" else { throw ValidationError("--transport must be tcp or ipc") }
@@ -38,28 +41,41 @@ struct Watch: ParsableCommand {
         var times: [Double] = []
         var printedTopology = false
         while frames.map({ count < $0 }) ?? true {
-            guard let r = try client.nextFrame(timeout: timeout) else {
-                throw ValidationError("no frame within \(timeout) s from \(client.connection.endpoints["frames"] ?? "?")")
+            let index: UInt64, step: Int64, time: Double, atoms: Int, temperature: Double?, potential: Double?
+            let receivedAt: Double, publishedAt: Double?
+            if noDecode {
+                guard let r = try client.nextSummary(timeout: timeout) else {
+                    throw ValidationError("no frame within \(timeout) s from \(client.connection.endpoints["frames"] ?? "?")")
+                }
+                (index, step, time, atoms) = (r.summary.index, r.summary.step, r.summary.time, r.summary.atomCount)
+                (temperature, potential, receivedAt, publishedAt) = (r.summary.temperature, r.summary.potentialEnergy, r.receivedAt, r.summary.publishedAt)
+            } else {
+                guard let r = try client.nextFrame(timeout: timeout) else {
+                    throw ValidationError("no frame within \(timeout) s from \(client.connection.endpoints["frames"] ?? "?")")
+                }
+                let f = r.frame
+                (index, step, time, atoms) = (f.index, f.step, f.time, f.atomCount)
+                (temperature, potential, receivedAt, publishedAt) = (f.temperature, f.energies.potential, r.receivedAt, f.publishedAt)
             }
             count += 1
-            times.append(r.receivedAt)
+            times.append(receivedAt)
             if times.count > 30 { times.removeFirst() }
             let rate = times.count > 1 ? Double(times.count - 1) / (times.last! - times.first!) : 0
-            let f = r.frame
-            let latencyMs = r.latency.map { $0 * 1000 }
+            let latencyMs = publishedAt.map { (receivedAt - $0) * 1000 }
             switch format {
             case .json:
-                var fields = ["\"frame_index\":\(f.index)", "\"step\":\(f.step)", "\"time_ps\":\(f.time)", "\"atoms\":\(f.atomCount)",
-                              "\"temperature\":\(f.temperature)", "\"potential_energy\":\(f.energies.potential)",
+                var fields = ["\"frame_index\":\(index)", "\"step\":\(step)", "\"time_ps\":\(time)", "\"atoms\":\(atoms)",
+                              "\"temperature\":\(temperature.map { "\($0)" } ?? "null")", "\"potential_energy\":\(potential.map { "\($0)" } ?? "null")",
                               "\"frames_per_second\":\(String(format: "%.3f", rate))"]
                 fields.append("\"latency_ms\":" + (latencyMs.map { String(format: "%.3f", $0) } ?? "null"))
+                fields.append("\"received_at\":" + String(format: "%.6f", receivedAt))
                 print("{" + fields.joined(separator: ",") + "}")
             case .table:
                 if !printedTopology, let t = client.topology {
                     print("topology: \(t.atomCount) atoms, types \(t.typeNames.joined(separator: ", "))")
                     printedTopology = true
                 }
-                print("frame \(f.index)  step \(f.step)  T \(String(format: "%.2f", f.temperature)) K  \(f.atomCount) atoms  "
+                print("frame \(index)  step \(step)  T \(String(format: "%.2f", temperature ?? .nan)) K  \(atoms) atoms  "
                       + "\(String(format: "%.1f", rate)) frames/s  latency \(latencyMs.map { String(format: "%.2f ms", $0) } ?? "?")")
             }
             fflush(nil)

@@ -149,6 +149,10 @@ struct BroadcastTests {
         let indices = objects.compactMap { $0["frame_index"] as? Int }
         #expect(indices == indices.sorted() && Set(indices).count == 5)
         #expect(objects.allSatisfy { $0["atoms"] as? Int == 500 && $0["step"] != nil && ($0["latency_ms"] as? Double) != nil })
+        let light = try QuiverProcess.run(["watch", server.directory.path + "/connection.json", "--frames", "3", "--format", "json", "--no-decode"], timeout: 30)
+        #expect(light.status == 0, "\(light.stderr)")
+        let lightObjects = try light.stdout.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(lightObjects.count == 3 && lightObjects.allSatisfy { $0["atoms"] as? Int == 500 && ($0["latency_ms"] as? Double) != nil && ($0["temperature"] as? Double) != nil })
         let table = try QuiverProcess.run(["watch", server.directory.path + "/connection.json", "--frames", "3"], timeout: 30)
         #expect(table.status == 0 && table.stdout.contains("frames/s") && table.stdout.contains("latency"))
         _ = try ControlClient.send("stop", runDirectory: server.directory.path)

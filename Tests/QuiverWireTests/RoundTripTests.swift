@@ -223,6 +223,18 @@ struct RoundTripTests {
         #expect(try FrameDecoder.decode(flagged) == FrameDecoder.decode(message))
     }
 
+    @Test("a summary reads the header and scalar fields without the per-atom ones, and checks the checksum")
+    func summary() throws {
+        let frame = sampleFrame(atoms: 300)
+        var bytes = try FrameEncoder.encode(frame, codec: .quantized())
+        let s = try FrameDecoder.summary(bytes)
+        #expect(s.index == frame.index && s.step == frame.step && s.time == frame.time && s.atomCount == 300)
+        #expect(s.temperature == frame.temperature && s.potentialEnergy == frame.energies.potential && s.publishedAt == frame.publishedAt)
+        bytes[bytes.count - 1] ^= 0x40
+        #expect(throws: WireError.self) { _ = try FrameDecoder.summary(bytes) }
+        #expect(throws: WireError.self) { _ = try FrameDecoder.summary(Array(bytes.prefix(40))) }
+    }
+
     @Test("the documented layout: magic, version, kind, sizes, checksum, field ids and sizes")
     func documentedLayout() throws {
         let frame = sampleFrame(atoms: 10)
