@@ -140,6 +140,29 @@ struct ServerTests {
         #expect(!((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).contains { $0.hasSuffix("-\(server.process.processIdentifier)") })
     }
 
+    @Test("status lists every worker with role, pid, state and restarts, and the engine's step and steps/s")
+    func statusDocument() throws {
+        let server = try TestServer()
+        #expect(try eventually(within: 5) {
+            let e = try server.status()["engine"] as? [String: Any]
+            return (e?["steps_per_second"] as? Double ?? 0) > 0
+        }, "steps_per_second stays 0")
+        let s = try server.status()
+        #expect(s["state"] as? String == "running" && s["pid"] as? Int == Int(server.process.processIdentifier))
+        let workers = try #require(s["workers"] as? [[String: Any]])
+        #expect(workers.map { $0["role"] as? String ?? "" } == ["engine", "broadcaster", "heartbeat"])
+        for w in workers {
+            #expect(w["state"] as? String == "running" && w["restarts"] as? Int == 0)
+            #expect(alive(Int32(w["pid"] as? Int ?? 0)))
+        }
+        let table = try QuiverProcess.run(["status", server.directory.path], timeout: 20)
+        #expect(table.status == 0 && table.stdout.contains("steps/s") && table.stdout.contains("broadcaster"))
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+        let gone = try QuiverProcess.run(["status", server.directory.path], timeout: 20)
+        #expect(gone.status != 0 && gone.stderr.contains("control.sock"), "status of a stopped run must fail clearly: \(gone.stderr)")
+    }
+
     @Test("a worker inherits no descriptors beyond stdin, stdout and stderr")
     func noInheritedDescriptors() throws {
         let server = try TestServer()
