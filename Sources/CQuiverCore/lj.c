@@ -166,7 +166,7 @@ void qv_lj_get_stats(const qv_lj *lj, qv_lj_stats *out) {
     bytes += lj->packed_cap * 4 * (int64_t)sizeof(float);
     bytes += lj->bin_cap * (int64_t)(3 * sizeof(float) + 2 * sizeof(int32_t));
     bytes += lj->cell_cap * (int64_t)sizeof(int32_t);
-    out->pairs = pairs; /* padded entries; see qv_lj_count_pairs for the exact count */
+    out->pairs = pairs; /* stored entries, padding to multiples of 8 included */
     out->bytes = bytes;
 }
 

@@ -203,6 +203,23 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
     return checksum == meta->checksum ? QV_SHM_READ_OK : QV_SHM_READ_CORRUPT;
 }
 
+int qv_shm_read_frame_info(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid)) {
+    void *base = (void *)cbase;
+    qv_shm_header *h = base;
+    if (frame_index >= atomic_load_explicit(&h->frames_published, memory_order_acquire)) return QV_SHM_READ_EMPTY;
+    qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(frame_index % h->slot_count));
+    const uint64_t s1 = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    if (s1 == 0) return QV_SHM_READ_EMPTY;
+    if (s1 & 1u) {
+        int32_t pid = *(volatile int32_t *)&slot->writer_pid;
+        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
+    }
+    frame_to_info(slot, meta);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
+    return meta->frame_index == frame_index ? QV_SHM_READ_OK : QV_SHM_READ_LAPPED;
+}
+
 static uint64_t snapshot_checksum(uint32_t n, const float *const *arrays6, const int32_t *const *images3) {
     uint64_t c = 0x2545f4914f6cdd1dULL;
     for (int a = 0; a < 6; a++) c = qv_shm_checksum(arrays6[a], (size_t)n * 4u, c);

@@ -413,6 +413,32 @@ public final class SharedSegment: @unchecked Sendable {
         return nil
     }
 
+    /// The scalars (index, step, time, box, energies) of the newest published frame, without
+    /// copying its arrays; nil when nothing is published or the writer keeps it busy.
+    public func latestFrameScalars(attempts: Int = 1000) -> FrameScalars? {
+        for _ in 0..<attempts {
+            let published = framesPublished
+            guard published > 0 else { return nil }
+            var info = qv_shm_frame_info()
+            switch qv_shm_read_frame_info(base, published - 1, &info, qv_shm_pid_alive) {
+            case Int32(QV_SHM_READ_OK):
+                return FrameScalars(index: info.frame_index, step: info.step, time: info.time_ps, box: SIMD3(info.box.0, info.box.1, info.box.2),
+                                    potentialEnergy: info.potential_energy, kineticEnergy: info.kinetic_energy, temperature: info.temperature,
+                                    userEnergy: info.user_energy, userWork: info.user_work)
+            case Int32(QV_SHM_READ_ABANDONED):
+                guard published > 1 else { return nil }
+                var older = qv_shm_frame_info()
+                guard qv_shm_read_frame_info(base, published - 2, &older, qv_shm_pid_alive) == Int32(QV_SHM_READ_OK) else { return nil }
+                return FrameScalars(index: older.frame_index, step: older.step, time: older.time_ps, box: SIMD3(older.box.0, older.box.1, older.box.2),
+                                    potentialEnergy: older.potential_energy, kineticEnergy: older.kinetic_energy, temperature: older.temperature,
+                                    userEnergy: older.user_energy, userWork: older.user_work)
+            default:
+                continue
+            }
+        }
+        return nil
+    }
+
     // MARK: snapshots
 
     /// Writes an engine snapshot into the older of the two buffers.

@@ -107,7 +107,7 @@ public final class Supervisor {
             let ready = poll(&fds, 2, Int32(timeout * 1000))
             if ready < 0 && errno != EINTR { throw SupervisorError.system(operation: "poll", path: "", errno: errno) }
             if fds[0].revents != 0 { handleSignals() }
-            reap() // also without a signal: cheap, and robust to a signal lost in a full pipe
+            reap() // every pass, SIGCHLD or not: cheap, and robust to a signal lost in a full pipe
             if fds[1].revents != 0 { serveControl() }
             let t = Self.now()
             for w in workers where w.respawnAt != nil && w.respawnAt! <= t && stopReason == nil && failure == nil {
@@ -154,7 +154,8 @@ public final class Supervisor {
         while true {
             let sig = qv_os_read_signal(signalFD)
             if sig <= 0 { break }
-            if sig == SIGCHLD { reap() } else if stopReason == nil {
+            if sig == SIGCHLD { continue } // children are reaped on every pass of the loop
+            if stopReason == nil {
                 stopReason = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"
                 log("received \(stopReason!), stopping")
             }
@@ -221,8 +222,7 @@ public final class Supervisor {
 
     /// The step of the newest published frame.
     public var newestStep: UInt64? {
-        var frame = FrameRecord()
-        return segment.readLatest(into: &frame).map(\.step)
+        segment.latestFrameScalars()?.step
     }
 
     /// Engine steps per second over the last few seconds.

@@ -131,8 +131,7 @@ public enum Heartbeat {
                 "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
             ])
         }
-        var frame = FrameRecord()
-        let latest = segment.readLatest(into: &frame)
+        let latest = segment.latestFrameScalars()
         let root: [String: Any] = [
             "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
             "step": latest.map { Int($0.step) } ?? 0,

@@ -52,8 +52,8 @@ public enum EngineWorker {
         // A respawned engine continues from the newest snapshot, which may be older than the newest
         // frame: it publishes nothing until it is past the newest published step, so clients never
         // see a step go back.
-        var frame = FrameRecord()
-        let newestPublishedStep = segment.readLatest(into: &frame).map { Int($0.step) } ?? -1
+        let newestPublishedStep = segment.latestFrameScalars().map { Int($0.step) } ?? -1
+        var lastPublishedStep = newestPublishedStep
         if let snap = segment.readSnapshot(), snap.x.count == sim.count {
             try sim.restore(DynamicState(step: Int(snap.step), time: snap.time, x: snap.x, y: snap.y, z: snap.z,
                                          vx: snap.vx, vy: snap.vy, vz: snap.vz,
@@ -67,6 +67,7 @@ public enum EngineWorker {
             reporter.header(setup: setup)
             try snapshot(sim, into: segment)
             try publishFrame(sim, into: segment)
+            lastPublishedStep = sim.step
             try reporter.report()
         }
         status.state = .ready
@@ -84,6 +85,7 @@ public enum EngineWorker {
             try sim.run(steps: chunk, energy: sim.step + chunk == options.totalSteps || (sim.step + chunk) % options.frameInterval == 0)
             if (sim.step % options.frameInterval == 0 || sim.step == options.totalSteps) && sim.step > newestPublishedStep {
                 try publishFrame(sim, into: segment)
+                lastPublishedStep = sim.step
             }
             let now = DispatchTime.now().uptimeNanoseconds
             if now - lastSnapshot >= snapshotEvery {
@@ -94,9 +96,7 @@ public enum EngineWorker {
             if reporter.due { try reporter.report() }
         }
         try snapshot(sim, into: segment)
-        if sim.step > newestPublishedStep && segment.readLatest(into: &frame).map({ Int($0.step) < sim.step }) ?? true {
-            try publishFrame(sim, into: segment)
-        }
+        if sim.step > lastPublishedStep { try publishFrame(sim, into: segment) }
         try reporter.finish()
         status.state = .exited
         return finished

@@ -97,6 +97,10 @@ void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float
 int qv_shm_read_frame(const void *base, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
                       uint32_t capacity, int (*writer_alive)(int32_t pid));
 
+/* Copies only the metadata of frame `frame_index` (seqlock-validated; arrays untouched): for
+ * readers that need the step or energies, not positions. Returns QV_SHM_READ_*. */
+int qv_shm_read_frame_info(const void *base, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid));
+
 /* Engine snapshots, double-buffered. */
 void qv_shm_write_snapshot(void *base, const qv_shm_snapshot_info *meta, const float *const *arrays6, const int32_t *const *images3);
 /* Reads the newest consistent snapshot (falling back to the older buffer if the newest is torn or
