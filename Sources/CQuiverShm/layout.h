@@ -25,11 +25,20 @@ typedef struct qv_shm_header {
     uint64_t created_unix_ns;        /*  88 */
     _Atomic uint64_t frames_published; /* 96: frames published so far; newest index = this - 1 */
     _Atomic uint64_t snapshots_written; /* 104: engine snapshots so far; newest in buffer (this - 1) % 2 */
-    uint8_t reserved[144];           /* 112 .. 256 */
+    uint32_t user_force_capacity;    /* 112: sparse user forces a frame slot holds */
+    uint32_t command_slots;          /* 116: command ring slots */
+    uint64_t command_offset;         /* 120: command ring */
+    uint64_t command_slot_size;      /* 128: bytes per command slot, header included */
+    uint64_t blob_offset;            /* 136: blob areas (QV_SHM_BLOBS of them) */
+    uint64_t blob_capacity[2];       /* 144: data bytes of each blob's buffers */
+    _Atomic uint64_t commands_posted;  /* 160: commands posted so far (the newest has sequence number this) */
+    _Atomic uint64_t commands_applied; /* 168: commands the engine has finished (in order) */
+    uint8_t reserved[80];            /* 176 .. 256 */
 } qv_shm_header;
 
 /* One frame slot of the ring: this header, then float32 arrays x, y, z [, vx, vy, vz] [, fx, fy, fz],
- * each atom_capacity long (padded to 16 floats). 128 bytes. */
+ * each atom_capacity long (padded to 16 floats), then the sparse user forces: uint32 indices and
+ * float32 ux, uy, uz, user_force_capacity long each (padded). 128 bytes. */
 typedef struct qv_shm_frame {
     _Atomic uint64_t seq;            /*   0: even = stable, odd = being written */
     uint64_t frame_index;            /*   8 */
@@ -38,8 +47,8 @@ typedef struct qv_shm_frame {
     uint32_t atom_count;             /*  32 */
     uint32_t fields;                 /*  36: QV_SHM_FIELD_* present in this frame */
     int32_t writer_pid;              /*  40 */
-    uint32_t reserved0;              /*  44 */
-    uint64_t checksum;               /*  48: qv_shm_checksum of the arrays in use */
+    uint32_t user_force_count;       /*  44: sparse user forces in this frame */
+    uint64_t checksum;               /*  48: qv_shm_checksum of the arrays in use and the user forces */
     uint64_t publish_unix_ns;        /*  56: when the writer finished it (CLOCK_REALTIME) */
     double box[3];                   /*  64: nm */
     double potential_energy;         /*  88: kJ/mol */
@@ -64,6 +73,39 @@ typedef struct qv_shm_snapshot {
     uint8_t reserved[48];            /*  80 .. 128 */
 } qv_shm_snapshot;
 
+/* One slot of the command ring: this header, then the reply (QV_SHM_COMMAND_REPLY bytes), then the
+ * payload (command_slot_size - 64 - QV_SHM_COMMAND_REPLY bytes). The poster writes the payload and
+ * length, then `posted` (release); the engine writes status, step, reply, then `done` (release). */
+typedef struct qv_shm_command {
+    _Atomic uint64_t posted;         /*   0: sequence number of the command in this slot (0: never used) */
+    _Atomic uint64_t done;           /*   8: == posted once the engine finished it */
+    uint32_t length;                 /*  16: payload bytes */
+    int32_t status;                  /*  20: the engine's verdict: 0 applied, else refused */
+    uint64_t applied_step;           /*  24: the step at which it took effect */
+    uint64_t posted_unix_ns;         /*  32 */
+    uint64_t done_unix_ns;           /*  40 */
+    uint32_t reply_length;           /*  48 */
+    int32_t engine_pid;              /*  52 */
+    uint8_t reserved[8];             /*  56 .. 64 */
+} qv_shm_command;
+
+/* A blob (a variable-length byte string one process keeps in the segment, such as the engine's
+ * control state): this 64-byte directory entry, then two buffers of (64-byte header + capacity
+ * bytes), written alternately with a seqlock like the snapshots. */
+typedef struct qv_shm_blob_entry {
+    _Atomic uint64_t written;        /*   0: writes so far; the newest is in buffer (written - 1) % 2 */
+    uint8_t reserved[56];
+} qv_shm_blob_entry;
+
+typedef struct qv_shm_blob_buffer {
+    _Atomic uint64_t seq;            /*   0 */
+    uint64_t index;                  /*   8: which write this is */
+    uint64_t length;                 /*  16: bytes */
+    uint64_t checksum;               /*  24 */
+    int32_t writer_pid;              /*  32 */
+    uint8_t reserved[28];            /*  36 .. 64 */
+} qv_shm_blob_buffer;
+
 /* One worker's entry in the status table. 64 bytes. */
 typedef struct qv_shm_worker {
     _Atomic int32_t pid;             /*   0: 0 = none */
@@ -81,6 +123,10 @@ _Static_assert(sizeof(qv_shm_frame) == 128, "qv_shm_frame is 128 bytes");
 _Static_assert(offsetof(qv_shm_frame, box) == 64, "frame layout");
 _Static_assert(sizeof(qv_shm_snapshot) == 128, "qv_shm_snapshot is 128 bytes");
 _Static_assert(sizeof(qv_shm_worker) == 64, "qv_shm_worker is 64 bytes");
+_Static_assert(offsetof(qv_shm_header, commands_posted) == 160, "header layout");
+_Static_assert(sizeof(qv_shm_command) == 64, "qv_shm_command is 64 bytes");
+_Static_assert(sizeof(qv_shm_blob_entry) == 64, "qv_shm_blob_entry is 64 bytes");
+_Static_assert(sizeof(qv_shm_blob_buffer) == 64, "qv_shm_blob_buffer is 64 bytes");
 _Static_assert(sizeof(_Atomic uint64_t) == 8, "lock-free 64-bit atomics");
 
 /* Seqlock writer side: begin returns the even base to pass to end. A slot left odd by a dead

@@ -13,23 +13,39 @@ static uint32_t optional_arrays(uint32_t fields) {
 }
 
 int qv_shm_compute_layout(uint32_t atom_capacity, uint32_t slot_count, uint32_t worker_capacity, uint32_t fields,
+                          uint32_t command_slots, uint64_t command_slot_size, const uint64_t blob_capacity[2],
                           qv_shm_layout *out) {
     memset(out, 0, sizeof(*out));
     if (atom_capacity == 0 || atom_capacity > (1u << 28) || slot_count < 2 || slot_count > 1024 ||
         worker_capacity == 0 || worker_capacity > 256 ||
-        (fields & ~(uint32_t)(QV_SHM_FIELD_VELOCITIES | QV_SHM_FIELD_FORCES)))
+        (fields & ~(uint32_t)(QV_SHM_FIELD_VELOCITIES | QV_SHM_FIELD_FORCES)) ||
+        command_slots < 2 || command_slots > 1024 || command_slot_size % 64u != 0 ||
+        command_slot_size < 8192u || command_slot_size > (16u << 20))
         return QV_SHM_ERR_ARGUMENT;
+    for (int b = 0; b < QV_SHM_BLOBS; b++)
+        if (blob_capacity[b] % 64u != 0 || blob_capacity[b] < 4096u || blob_capacity[b] > (1ull << 30)) return QV_SHM_ERR_ARGUMENT;
     out->atom_capacity = atom_capacity;
     out->slot_count = slot_count;
     out->worker_capacity = worker_capacity;
     out->fields = fields;
+    out->user_force_capacity = atom_capacity < 65536u ? atom_capacity : 65536u;
+    out->command_slots = command_slots;
     out->array_stride = round_up((uint64_t)atom_capacity * 4u, QV_SHM_ALIGN);
-    out->slot_size = sizeof(qv_shm_frame) + (3u + optional_arrays(fields)) * out->array_stride;
+    out->user_stride = round_up((uint64_t)out->user_force_capacity * 4u, QV_SHM_ALIGN);
+    out->slot_size = sizeof(qv_shm_frame) + (3u + optional_arrays(fields)) * out->array_stride + 4u * out->user_stride;
     out->ring_offset = round_up(sizeof(qv_shm_header), QV_SHM_ALIGN);
     out->state_offset = out->ring_offset + (uint64_t)slot_count * out->slot_size;
     out->state_size = sizeof(qv_shm_snapshot) + 9u * out->array_stride;
     out->status_offset = out->state_offset + 2u * out->state_size;
-    out->total_size = round_up(out->status_offset + (uint64_t)worker_capacity * sizeof(qv_shm_worker), 4096);
+    out->command_offset = round_up(out->status_offset + (uint64_t)worker_capacity * sizeof(qv_shm_worker), QV_SHM_ALIGN);
+    out->command_slot_size = command_slot_size;
+    out->blob_offset = out->command_offset + (uint64_t)command_slots * command_slot_size;
+    uint64_t end = out->blob_offset;
+    for (int b = 0; b < QV_SHM_BLOBS; b++) {
+        out->blob_capacity[b] = blob_capacity[b];
+        end += sizeof(qv_shm_blob_entry) + 2u * (sizeof(qv_shm_blob_buffer) + blob_capacity[b]);
+    }
+    out->total_size = round_up(end, 4096);
     return QV_SHM_OK;
 }
 
@@ -49,6 +65,15 @@ void qv_shm_initialize(void *base, const qv_shm_layout *l, int32_t creator_pid, 
     h->fields = l->fields;
     h->creator_pid = creator_pid;
     h->created_unix_ns = created_unix_ns;
+    h->user_force_capacity = l->user_force_capacity;
+    h->command_slots = l->command_slots;
+    h->command_offset = l->command_offset;
+    h->command_slot_size = l->command_slot_size;
+    h->blob_offset = l->blob_offset;
+    h->blob_capacity[0] = l->blob_capacity[0];
+    h->blob_capacity[1] = l->blob_capacity[1];
+    atomic_store_explicit(&h->commands_posted, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->commands_applied, 0, memory_order_relaxed);
     atomic_store_explicit(&h->frames_published, 0, memory_order_relaxed);
     atomic_store_explicit(&h->snapshots_written, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -64,10 +89,12 @@ int qv_shm_validate(const void *base, uint64_t mapped_size) {
     if (h->layout_version != QV_SHM_LAYOUT_VERSION) return QV_SHM_ERR_VERSION;
     if (h->header_size != sizeof(qv_shm_header)) return QV_SHM_ERR_LAYOUT;
     qv_shm_layout l;
-    if (qv_shm_compute_layout(h->atom_capacity, h->slot_count, h->worker_capacity, h->fields, &l) != QV_SHM_OK)
+    if (qv_shm_compute_layout(h->atom_capacity, h->slot_count, h->worker_capacity, h->fields, h->command_slots,
+                              h->command_slot_size, h->blob_capacity, &l) != QV_SHM_OK)
         return QV_SHM_ERR_LAYOUT;
     if (l.total_size != h->total_size || l.slot_size != h->slot_size || l.ring_offset != h->ring_offset ||
-        l.state_offset != h->state_offset || l.state_size != h->state_size || l.status_offset != h->status_offset)
+        l.state_offset != h->state_offset || l.state_size != h->state_size || l.status_offset != h->status_offset ||
+        l.user_force_capacity != h->user_force_capacity || l.command_offset != h->command_offset || l.blob_offset != h->blob_offset)
         return QV_SHM_ERR_LAYOUT;
     if (h->total_size > mapped_size) return QV_SHM_ERR_SIZE;
     return QV_SHM_OK;
@@ -118,15 +145,28 @@ static qv_shm_snapshot *snapshot_buffer(void *base, uint32_t which) {
 
 static uint32_t frame_array_count(uint32_t fields) { return 3u + optional_arrays(fields); }
 
-void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float *const *arrays) {
+static uint64_t array_stride(const qv_shm_header *h) { return round_up((uint64_t)h->atom_capacity * 4u, QV_SHM_ALIGN); }
+static uint64_t user_stride(const qv_shm_header *h) { return round_up((uint64_t)h->user_force_capacity * 4u, QV_SHM_ALIGN); }
+
+static uint64_t user_checksum(uint64_t c, uint32_t n, const uint32_t *index, const float *fx, const float *fy, const float *fz) {
+    c = qv_shm_checksum(index, (size_t)n * 4u, c);
+    c = qv_shm_checksum(fx, (size_t)n * 4u, c);
+    c = qv_shm_checksum(fy, (size_t)n * 4u, c);
+    return qv_shm_checksum(fz, (size_t)n * 4u, c);
+}
+
+void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float *const *arrays, const qv_shm_user_forces *user) {
     qv_shm_header *h = base;
     qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(meta->frame_index % h->slot_count));
-    const uint64_t stride = (h->slot_size - sizeof(qv_shm_frame)) / frame_array_count(h->fields);
+    const uint64_t stride = array_stride(h);
     const uint32_t fields = meta->fields & h->fields;
     const uint32_t narrays = frame_array_count(fields);
     const size_t bytes = (size_t)meta->atom_count * sizeof(float);
+    uint32_t nuser = user ? user->count : 0u;
+    if (nuser > h->user_force_capacity) nuser = h->user_force_capacity;
     uint64_t checksum = 0x51ed270b27a3b41dULL;
     for (uint32_t a = 0; a < narrays; a++) checksum = qv_shm_checksum(arrays[a], bytes, checksum);
+    if (nuser > 0) checksum = user_checksum(checksum, nuser, user->index, user->fx, user->fy, user->fz);
 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -145,8 +185,17 @@ void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float
     slot->temperature = meta->temperature;
     slot->user_energy = meta->user_energy;
     slot->user_work = meta->user_work;
+    slot->user_force_count = nuser;
     char *data = (char *)slot + sizeof(qv_shm_frame);
     for (uint32_t a = 0; a < narrays; a++) memcpy(data + a * stride, arrays[a], bytes);
+    if (nuser > 0) {
+        char *u = data + frame_array_count(h->fields) * stride;
+        const uint64_t us = user_stride(h);
+        memcpy(u, user->index, (size_t)nuser * 4u);
+        memcpy(u + us, user->fx, (size_t)nuser * 4u);
+        memcpy(u + 2u * us, user->fy, (size_t)nuser * 4u);
+        memcpy(u + 3u * us, user->fz, (size_t)nuser * 4u);
+    }
     qv_shm_write_end(&slot->seq, s);
     atomic_store_explicit(&h->frames_published, meta->frame_index + 1u, memory_order_release);
 }
@@ -158,7 +207,7 @@ static void frame_to_info(const qv_shm_frame *slot, qv_shm_frame_info *meta) {
     meta->atom_count = slot->atom_count;
     meta->fields = slot->fields;
     meta->writer_pid = slot->writer_pid;
-    meta->reserved0 = 0;
+    meta->user_force_count = slot->user_force_count;
     meta->checksum = slot->checksum;
     meta->publish_unix_ns = slot->publish_unix_ns;
     memcpy(meta->box, slot->box, sizeof(meta->box));
@@ -170,7 +219,7 @@ static void frame_to_info(const qv_shm_frame *slot, qv_shm_frame_info *meta) {
 }
 
 int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
-                      uint32_t capacity, int (*writer_alive)(int32_t pid)) {
+                      uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
     void *base = (void *)cbase;
     qv_shm_header *h = base;
     if (frame_index >= atomic_load_explicit(&h->frames_published, memory_order_acquire)) return QV_SHM_READ_EMPTY;
@@ -185,13 +234,23 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
     int status = QV_SHM_READ_OK;
     const uint32_t fields = meta->fields & h->fields;
     if (meta->frame_index != frame_index) status = QV_SHM_READ_LAPPED;
-    else if (meta->atom_count > capacity || meta->atom_count > h->atom_capacity || fields != meta->fields)
+    else if (meta->atom_count > capacity || meta->atom_count > h->atom_capacity || fields != meta->fields ||
+             meta->user_force_count > h->user_force_capacity || (user && meta->user_force_count > user->capacity))
         status = QV_SHM_READ_CORRUPT;
     else {
-        const uint64_t stride = (h->slot_size - sizeof(qv_shm_frame)) / frame_array_count(h->fields);
+        const uint64_t stride = array_stride(h);
         const char *data = (const char *)slot + sizeof(qv_shm_frame);
         const size_t bytes = (size_t)meta->atom_count * sizeof(float);
         for (uint32_t a = 0; a < frame_array_count(fields); a++) memcpy(arrays[a], data + a * stride, bytes);
+        if (user && meta->user_force_count > 0) {
+            const char *u = data + frame_array_count(h->fields) * stride;
+            const uint64_t us = user_stride(h);
+            const size_t ub = (size_t)meta->user_force_count * 4u;
+            memcpy(user->index, u, ub);
+            memcpy(user->fx, u + us, ub);
+            memcpy(user->fy, u + 2u * us, ub);
+            memcpy(user->fz, u + 3u * us, ub);
+        }
     }
     atomic_thread_fence(memory_order_acquire);
     const uint64_t s2 = atomic_load_explicit(&slot->seq, memory_order_relaxed);
@@ -200,6 +259,13 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
     uint64_t checksum = 0x51ed270b27a3b41dULL;
     const size_t bytes = (size_t)meta->atom_count * sizeof(float);
     for (uint32_t a = 0; a < frame_array_count(fields); a++) checksum = qv_shm_checksum(arrays[a], bytes, checksum);
+    if (user) {
+        user->count = meta->user_force_count;
+        if (meta->user_force_count > 0)
+            checksum = user_checksum(checksum, meta->user_force_count, user->index, user->fx, user->fy, user->fz);
+    } else if (meta->user_force_count > 0) {
+        return QV_SHM_READ_OK; /* the reader did not ask for the user forces: the checksum covers them, so it cannot be checked */
+    }
     return checksum == meta->checksum ? QV_SHM_READ_OK : QV_SHM_READ_CORRUPT;
 }
 
@@ -323,6 +389,170 @@ void qv_shm_read_header(const void *cbase, qv_shm_header_info *out) {
     out->created_unix_ns = h->created_unix_ns;
     out->frames_published = atomic_load_explicit(&h->frames_published, memory_order_acquire);
     out->snapshots_written = atomic_load_explicit(&h->snapshots_written, memory_order_acquire);
+    out->user_force_capacity = h->user_force_capacity;
+    out->command_slots = h->command_slots;
+}
+
+/* ---- command ring ---- */
+
+static qv_shm_command *command_slot(void *base, uint64_t seq) {
+    qv_shm_header *h = base;
+    return (qv_shm_command *)((char *)base + h->command_offset + (seq % h->command_slots) * h->command_slot_size);
+}
+
+uint32_t qv_shm_command_capacity(const void *base) {
+    const qv_shm_header *h = base;
+    return (uint32_t)(h->command_slot_size - sizeof(qv_shm_command) - QV_SHM_COMMAND_REPLY);
+}
+
+uint64_t qv_shm_commands_posted(const void *base) {
+    return atomic_load_explicit(&((qv_shm_header *)base)->commands_posted, memory_order_acquire);
+}
+
+uint64_t qv_shm_commands_applied(const void *base) {
+    return atomic_load_explicit(&((qv_shm_header *)base)->commands_applied, memory_order_acquire);
+}
+
+uint64_t qv_shm_command_post(void *base, const void *payload, uint32_t length) {
+    qv_shm_header *h = base;
+    if (length > qv_shm_command_capacity(base)) return UINT64_MAX;
+    const uint64_t seq = atomic_load_explicit(&h->commands_posted, memory_order_relaxed) + 1u;
+    qv_shm_command *c = command_slot(base, seq);
+    const uint64_t previous = atomic_load_explicit(&c->posted, memory_order_acquire);
+    if (previous != 0 && atomic_load_explicit(&c->done, memory_order_acquire) != previous) return 0;
+    c->length = length;
+    c->status = 0;
+    c->applied_step = 0;
+    c->reply_length = 0;
+    c->engine_pid = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    c->posted_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    c->done_unix_ns = 0;
+    memcpy((char *)c + sizeof(qv_shm_command) + QV_SHM_COMMAND_REPLY, payload, length);
+    atomic_store_explicit(&c->posted, seq, memory_order_release);
+    atomic_store_explicit(&h->commands_posted, seq, memory_order_release);
+    return seq;
+}
+
+int64_t qv_shm_command_take(const void *base, uint64_t seq, void *payload, uint32_t capacity) {
+    qv_shm_command *c = command_slot((void *)base, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return -1;
+    uint32_t n = c->length;
+    if (n > capacity || n > qv_shm_command_capacity(base)) return -1;
+    memcpy(payload, (const char *)c + sizeof(qv_shm_command) + QV_SHM_COMMAND_REPLY, n);
+    return (int64_t)n;
+}
+
+void qv_shm_command_finish(void *base, uint64_t seq, int32_t status, uint64_t applied_step, const char *reply, uint32_t reply_length,
+                           int32_t engine_pid) {
+    qv_shm_header *h = base;
+    qv_shm_command *c = command_slot(base, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) == seq) {
+        if (reply_length > QV_SHM_COMMAND_REPLY) reply_length = QV_SHM_COMMAND_REPLY;
+        c->status = status;
+        c->applied_step = applied_step;
+        c->engine_pid = engine_pid;
+        memcpy((char *)c + sizeof(qv_shm_command), reply, reply_length);
+        c->reply_length = reply_length;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        c->done_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        atomic_store_explicit(&c->done, seq, memory_order_release);
+    }
+    uint64_t applied = atomic_load_explicit(&h->commands_applied, memory_order_relaxed);
+    if (seq > applied) atomic_store_explicit(&h->commands_applied, seq, memory_order_release);
+}
+
+int qv_shm_command_result(const void *base, uint64_t seq, int32_t *status, uint64_t *applied_step, char *reply,
+                          uint32_t reply_capacity, uint32_t *reply_length) {
+    qv_shm_command *c = command_slot((void *)base, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return -1;
+    if (atomic_load_explicit(&c->done, memory_order_acquire) != seq) return 0;
+    *status = c->status;
+    *applied_step = c->applied_step;
+    uint32_t n = c->reply_length;
+    if (n > reply_capacity) n = reply_capacity;
+    memcpy(reply, (const char *)c + sizeof(qv_shm_command), n);
+    *reply_length = n;
+    /* the poster is the only one who reuses the slot, so it cannot change under us */
+    return 1;
+}
+
+/* ---- blobs ---- */
+
+static qv_shm_blob_entry *blob_entry(void *base, uint32_t blob) {
+    qv_shm_header *h = base;
+    char *p = (char *)base + h->blob_offset;
+    for (uint32_t b = 0; b < blob; b++) p += sizeof(qv_shm_blob_entry) + 2u * (sizeof(qv_shm_blob_buffer) + h->blob_capacity[b]);
+    return (qv_shm_blob_entry *)p;
+}
+
+static qv_shm_blob_buffer *blob_buffer(void *base, uint32_t blob, uint64_t index) {
+    qv_shm_header *h = base;
+    char *p = (char *)blob_entry(base, blob) + sizeof(qv_shm_blob_entry);
+    return (qv_shm_blob_buffer *)(p + (index % 2u) * (sizeof(qv_shm_blob_buffer) + h->blob_capacity[blob]));
+}
+
+uint64_t qv_shm_blob_capacity(const void *base, uint32_t blob) {
+    return blob < QV_SHM_BLOBS ? ((const qv_shm_header *)base)->blob_capacity[blob] : 0;
+}
+
+int qv_shm_blob_write(void *base, uint32_t blob, const void *data, uint64_t length, int32_t writer_pid) {
+    if (blob >= QV_SHM_BLOBS) return QV_SHM_ERR_ARGUMENT;
+    if (length > qv_shm_blob_capacity(base, blob)) return QV_SHM_ERR_SIZE;
+    qv_shm_blob_entry *e = blob_entry(base, blob);
+    const uint64_t index = atomic_load_explicit(&e->written, memory_order_relaxed);
+    qv_shm_blob_buffer *b = blob_buffer(base, blob, index);
+    const uint64_t s = qv_shm_write_begin(&b->seq);
+    b->index = index;
+    b->length = length;
+    b->writer_pid = writer_pid;
+    b->checksum = qv_shm_checksum(data, length, 0x6a09e667f3bcc908ULL);
+    memcpy((char *)b + sizeof(qv_shm_blob_buffer), data, length);
+    qv_shm_write_end(&b->seq, s);
+    atomic_store_explicit(&e->written, index + 1u, memory_order_release);
+    return QV_SHM_OK;
+}
+
+static int read_blob_buffer(void *base, uint32_t blob, uint64_t index, void *out, uint64_t capacity, uint64_t *length,
+                            int (*writer_alive)(int32_t)) {
+    qv_shm_blob_buffer *b = blob_buffer(base, blob, index);
+    const uint64_t s1 = atomic_load_explicit(&b->seq, memory_order_acquire);
+    if (s1 == 0) return QV_SHM_READ_EMPTY;
+    if (s1 & 1u) {
+        int32_t pid = *(volatile int32_t *)&b->writer_pid;
+        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
+    }
+    const uint64_t n = b->length, checksum = b->checksum, got = b->index;
+    int status = QV_SHM_READ_OK;
+    if (got != index) status = QV_SHM_READ_LAPPED;
+    else if (n > capacity || n > qv_shm_blob_capacity(base, blob)) status = QV_SHM_READ_CORRUPT;
+    else memcpy(out, (const char *)b + sizeof(qv_shm_blob_buffer), n);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
+    if (status != QV_SHM_READ_OK) return status;
+    if (qv_shm_checksum(out, n, 0x6a09e667f3bcc908ULL) != checksum) return QV_SHM_READ_CORRUPT;
+    *length = n;
+    return QV_SHM_READ_OK;
+}
+
+int qv_shm_blob_read(const void *cbase, uint32_t blob, void *out, uint64_t capacity, uint64_t *length,
+                     int (*writer_alive)(int32_t pid)) {
+    void *base = (void *)cbase;
+    if (blob >= QV_SHM_BLOBS) return QV_SHM_READ_EMPTY;
+    qv_shm_blob_entry *e = blob_entry(base, blob);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        const uint64_t written = atomic_load_explicit(&e->written, memory_order_acquire);
+        if (written == 0) return QV_SHM_READ_EMPTY;
+        int r = read_blob_buffer(base, blob, written - 1u, out, capacity, length, writer_alive);
+        if (r == QV_SHM_READ_OK) return r;
+        if (r == QV_SHM_READ_BUSY || r == QV_SHM_READ_TORN || r == QV_SHM_READ_LAPPED) continue;
+        if (written >= 2u && read_blob_buffer(base, blob, written - 2u, out, capacity, length, writer_alive) == QV_SHM_READ_OK)
+            return QV_SHM_READ_OK;
+        return QV_SHM_READ_EMPTY;
+    }
+    return QV_SHM_READ_BUSY;
 }
 
 #define WORKER(base, i) qv_shm_worker_at((void *)(base), (i))

@@ -58,18 +58,34 @@ public final class QuiverClient {
     /// The newest frame that arrived, waiting up to `timeout` seconds; nil on timeout. Topology
     /// messages that arrived meanwhile update `topology`. Throws `WireError` for a malformed frame.
     public func nextFrame(timeout: Double) throws -> Received? {
-        guard let bytes = try nextMessage(timeout: timeout) else { return nil }
-        let frame = try FrameDecoder.decode(bytes, limits: limits)
-        return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            guard let bytes = try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
+            let frame = try FrameDecoder.decode(bytes, limits: limits)
+            // The greeting a subscription triggers can repeat the frame just delivered: skip it.
+            if frame.index == lastIndex { continue }
+            lastIndex = frame.index
+            return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+        } while Date() < deadline
+        return nil
     }
+
+    /// Index of the last frame delivered (to drop the repeat a late subscription's greeting can cause).
+    private var lastIndex: UInt64?
 
     /// Like `nextFrame`, but decodes only the header and scalar fields (checksum verified): for
     /// following a stream cheaply (monitoring, delivery benchmarks). Returns the summary and when
     /// it arrived (seconds since the Unix epoch).
     public func nextSummary(timeout: Double) throws -> (summary: FrameDecoder.Summary, receivedAt: Double)? {
-        guard let bytes = try nextMessage(timeout: timeout) else { return nil }
-        let summary = try FrameDecoder.summary(bytes, limits: limits)
-        return (summary, Date().timeIntervalSince1970)
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            guard let bytes = try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
+            let summary = try FrameDecoder.summary(bytes, limits: limits)
+            if summary.index == lastIndex { continue }
+            lastIndex = summary.index
+            return (summary, Date().timeIntervalSince1970)
+        } while Date() < deadline
+        return nil
     }
 
     private func nextMessage(timeout: Double) throws -> [UInt8]? {

@@ -49,7 +49,26 @@ public struct RunConfiguration: Sendable, Equatable {
     /// TCP port; 0 picks a free one (written to connection.json).
     public var port = 0
 
+    // [control]
+    /// TCP port of the command socket (on `address`); 0 picks a free one.
+    public var controlPort = 0
+    /// Seconds without any request after which a client has left (its state keys and locks go).
+    public var sessionLease = 10.0
+
+    // [forcefield]
+    /// A C plugin force field (a shared library, docs/plugins.md) added to the built-in system's
+    /// forces; relative paths are relative to the configuration file. nil: none.
+    public var plugin: String?
+    /// The options string handed to the plugin's create function.
+    public var pluginOptions = ""
+
     public init() {}
+
+    /// The engine worker's flags for the plugin.
+    public var pluginArguments: [String] {
+        guard let plugin else { return [] }
+        return ["--plugin", plugin, "--plugin-options", pluginOptions]
+    }
 
     static let systems = ["argon", "lj"]
     static let kernels = ["auto", "scalar", "avx2"]
@@ -64,7 +83,12 @@ public struct RunConfiguration: Sendable, Equatable {
         } catch {
             throw ConfigurationError("\(path): cannot read: \((error as NSError).localizedDescription)")
         }
-        return try parse(text, source: path)
+        var config = try parse(text, source: path)
+        if let plugin = config.plugin, !plugin.hasPrefix("/") {
+            let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+            config.plugin = base.appendingPathComponent(plugin).standardizedFileURL.path
+        }
+        return config
     }
 
     /// Parses TOML text over the defaults (`source` names it in errors).
@@ -138,6 +162,14 @@ public struct RunConfiguration: Sendable, Equatable {
             "address": { c, v, at in c.address = try string(v, at) },
             "port": { c, v, at in c.port = try int(v, at) },
         ],
+        "control": [
+            "port": { c, v, at in c.controlPort = try int(v, at) },
+            "session_lease": { c, v, at in c.sessionLease = try number(v, at) },
+        ],
+        "forcefield": [
+            "plugin": { c, v, at in c.plugin = try string(v, at) },
+            "plugin_options": { c, v, at in c.pluginOptions = try string(v, at) },
+        ],
     ]
 
     /// Checks every value; the message names the flag and the configuration key.
@@ -159,5 +191,16 @@ public struct RunConfiguration: Sendable, Equatable {
         if !(precision >= 1e-6 && precision <= 1) { try fail("--precision", "[frames] precision", "must be between 1e-6 and 1 nm", precision) }
         if address.isEmpty || address.contains(" ") { try fail("--address", "[frames] address", "must be an IP address or host name", "'\(address)'") }
         if !(0...65535).contains(port) { try fail("--port", "[frames] port", "must be between 0 and 65535", port) }
+        if !(0...65535).contains(controlPort) { try fail("--control-port", "[control] port", "must be between 0 and 65535", controlPort) }
+        if !(sessionLease >= 0.5 && sessionLease <= 86400) {
+            try fail("--session-lease", "[control] session_lease", "must be between 0.5 and 86400 seconds", sessionLease)
+        }
+        if let plugin {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: plugin, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                try fail("--plugin", "[forcefield] plugin", "must be a shared library file", "'\(plugin)' (no such file)")
+            }
+        }
+        if pluginOptions.utf8.count > 4096 { try fail("--plugin-options", "[forcefield] plugin_options", "must be at most 4096 bytes", pluginOptions.utf8.count) }
     }
 }

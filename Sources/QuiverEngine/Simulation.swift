@@ -57,6 +57,9 @@ public final class Simulation {
     public let kernel: KernelVariant
     public let seed: UInt64
     public let typeNames: [String]
+    /// Interactive (user) forces: added after the force fields on every force evaluation. Their
+    /// energy is kept apart (`interactions.energy`), not in the potential energy.
+    public let interactions = InteractiveForces()
     /// Steps taken since creation.
     public private(set) var step: Int = 0
     /// Simulated time in ps.
@@ -84,6 +87,7 @@ public final class Simulation {
         pool = try ThreadPool(threads: threads)
         let setup = ForceFieldSetup(system: system, threads: threads, kernel: kernel)
         for field in forceFields { try field.prepare(setup) }
+        try interactions.prepare(setup)
         updateThermostat()
         try computeForces(energy: true)
     }
@@ -183,6 +187,7 @@ public final class Simulation {
         }
         storage.setPositions(positions)
         for field in forceFields { field.positionsReplaced() }
+        interactions.positionsReplaced()
         try computeForces(energy: true)
     }
 
@@ -223,6 +228,7 @@ public final class Simulation {
         step = s.step
         time = s.time
         for field in forceFields { field.positionsReplaced() }
+        interactions.positionsReplaced()
         try computeForces(energy: true)
     }
 
@@ -267,6 +273,7 @@ public final class Simulation {
                     potential += e
                 }
             }
+            _ = try interactions.addForces(context)
         }
         if energy {
             guard potential.isFinite else { throw EngineError.nonFinite(step: step) }

@@ -44,6 +44,12 @@ public struct SegmentLayout: Sendable, Equatable {
     public var workerCapacity: Int
     public var velocities: Bool
     public var forces: Bool
+    /// Command ring: slots, and bytes per slot (64-byte header + 4 KiB reply + payload).
+    public var commandSlots: Int = 32
+    public var commandSlotSize: Int = 64 << 10
+    /// Data bytes of the engine's control-state blob and of the shared-state blob.
+    public var engineBlobCapacity: Int = 2 << 20
+    public var stateBlobCapacity: Int = 4 << 20
 
     public init(atomCapacity: Int, slotCount: Int = 8, workerCapacity: Int = 8, velocities: Bool = false, forces: Bool = false) {
         self.atomCapacity = atomCapacity
@@ -53,14 +59,24 @@ public struct SegmentLayout: Sendable, Equatable {
         self.forces = forces
     }
 
+    /// Sparse user forces a frame slot holds: min(atoms, 65536).
+    public var userForceCapacity: Int { min(atomCapacity, 65536) }
+
     var fields: UInt32 { (velocities ? UInt32(QV_SHM_FIELD_VELOCITIES) : 0) | (forces ? UInt32(QV_SHM_FIELD_FORCES) : 0) }
 
     func computed() throws -> qv_shm_layout {
         var l = qv_shm_layout()
         guard atomCapacity > 0, atomCapacity <= 1 << 28, slotCount >= 2, slotCount <= 1024, workerCapacity > 0, workerCapacity <= 256,
-              qv_shm_compute_layout(UInt32(atomCapacity), UInt32(slotCount), UInt32(workerCapacity), fields, &l) == Int32(QV_SHM_OK) else {
-            throw SharedMemoryError.invalidLayout("atoms 1...2^28, slots 2...1024, workers 1...256; got \(atomCapacity), \(slotCount), \(workerCapacity)")
+              commandSlots >= 2, commandSlots <= 1024, commandSlotSize >= 8192, commandSlotSize <= 16 << 20, commandSlotSize % 64 == 0,
+              engineBlobCapacity >= 4096, stateBlobCapacity >= 4096, engineBlobCapacity <= 1 << 30, stateBlobCapacity <= 1 << 30 else {
+            throw SharedMemoryError.invalidLayout("atoms 1...2^28, slots 2...1024, workers 1...256, command slots 2...1024 of 8 KiB...16 MiB, blobs 4 KiB...1 GiB; got \(atomCapacity), \(slotCount), \(workerCapacity), \(commandSlots) x \(commandSlotSize), \(engineBlobCapacity), \(stateBlobCapacity)")
         }
+        let blobs: [UInt64] = [UInt64(engineBlobCapacity + 63) / 64 * 64, UInt64(stateBlobCapacity + 63) / 64 * 64]
+        let rc = blobs.withUnsafeBufferPointer {
+            qv_shm_compute_layout(UInt32(atomCapacity), UInt32(slotCount), UInt32(workerCapacity), fields, UInt32(commandSlots),
+                                  UInt64(commandSlotSize), $0.baseAddress, &l)
+        }
+        guard rc == Int32(QV_SHM_OK) else { throw SharedMemoryError.invalidLayout("inconsistent layout parameters") }
         return l
     }
 
@@ -86,6 +102,8 @@ public struct FrameRecord: Sendable, Equatable {
     public var x: [Float] = [], y: [Float] = [], z: [Float] = []
     public var velocities: (x: [Float], y: [Float], z: [Float])?
     public var forces: (x: [Float], y: [Float], z: [Float])?
+    /// Sparse interactive (user) forces, kJ/mol/nm.
+    public var userForces = SparseForces()
 
     public init() {}
 
@@ -96,7 +114,20 @@ public struct FrameRecord: Sendable, Equatable {
             && a.potentialEnergy == b.potentialEnergy && a.kineticEnergy == b.kineticEnergy && a.temperature == b.temperature
             && a.velocities?.x == b.velocities?.x && a.velocities?.y == b.velocities?.y && a.velocities?.z == b.velocities?.z
             && a.forces?.x == b.forces?.x && a.forces?.y == b.forces?.y && a.forces?.z == b.forces?.z
+            && a.userEnergy == b.userEnergy && a.userWork == b.userWork && a.userForces == b.userForces
     }
+}
+
+/// Forces on a few atoms (the interactive forces of a frame), structure of arrays.
+public struct SparseForces: Sendable, Equatable {
+    public var indices: [UInt32] = []
+    public var x: [Float] = [], y: [Float] = [], z: [Float] = []
+    public init() {}
+    public init(indices: [UInt32], x: [Float], y: [Float], z: [Float]) {
+        self.indices = indices; self.x = x; self.y = y; self.z = z
+    }
+    public var count: Int { indices.count }
+    public var isEmpty: Bool { indices.isEmpty }
 }
 
 /// An engine snapshot: the state a respawned engine continues from.
@@ -225,9 +256,13 @@ public final class SharedSegment: @unchecked Sendable {
         }
         var h = qv_shm_header_info()
         qv_shm_read_header(base, &h)
-        let layout = SegmentLayout(atomCapacity: Int(h.atom_capacity), slotCount: Int(h.slot_count), workerCapacity: Int(h.worker_capacity),
+        var layout = SegmentLayout(atomCapacity: Int(h.atom_capacity), slotCount: Int(h.slot_count), workerCapacity: Int(h.worker_capacity),
                                    velocities: h.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0,
                                    forces: h.fields & UInt32(QV_SHM_FIELD_FORCES) != 0)
+        layout.commandSlots = Int(h.command_slots)
+        layout.commandSlotSize = Int(qv_shm_command_capacity(base)) + 64 + Int(QV_SHM_COMMAND_REPLY)
+        layout.engineBlobCapacity = Int(qv_shm_blob_capacity(base, UInt32(QV_SHM_BLOB_ENGINE)))
+        layout.stateBlobCapacity = Int(qv_shm_blob_capacity(base, UInt32(QV_SHM_BLOB_STATE)))
         return SharedSegment(name: name, directory: directory, base: base, mappedSize: size, layout: layout)
     }
 
@@ -280,6 +315,96 @@ public final class SharedSegment: @unchecked Sendable {
     /// Frames published so far; the newest has index `framesPublished - 1`.
     public var framesPublished: UInt64 { header.framesPublished }
 
+    // MARK: command ring
+
+    /// Why a command could not be posted.
+    public enum PostFailure: Error, Equatable, Sendable {
+        /// Every slot holds a command the engine has not finished (is it running?).
+        case full
+        /// The payload is larger than a slot carries.
+        case tooLarge(bytes: Int, capacity: Int)
+    }
+
+    /// The engine's verdict on a command.
+    public struct CommandResult: Sendable, Equatable {
+        /// 0: applied; anything else: refused (the reply says why).
+        public var status: Int32
+        /// The step at which it took effect.
+        public var appliedStep: UInt64
+        public var reply: [UInt8]
+    }
+
+    /// Payload bytes one command may carry.
+    public var commandCapacity: Int { Int(qv_shm_command_capacity(base)) }
+    /// Commands posted so far (the newest has this sequence number).
+    public var commandsPosted: UInt64 { qv_shm_commands_posted(base) }
+    /// Commands the engine finished, in order.
+    public var commandsApplied: UInt64 { qv_shm_commands_applied(base) }
+
+    /// Posts a command for the engine (one poster per segment). Returns its sequence number.
+    public func postCommand(_ payload: [UInt8]) throws(PostFailure) -> UInt64 {
+        guard payload.count <= commandCapacity else { throw .tooLarge(bytes: payload.count, capacity: commandCapacity) }
+        let seq = payload.withUnsafeBytes { qv_shm_command_post(base, $0.baseAddress, UInt32($0.count)) }
+        if seq == 0 { throw .full }
+        if seq == UInt64.max { throw .tooLarge(bytes: payload.count, capacity: commandCapacity) }
+        return seq
+    }
+
+    /// The engine's result for command `seq`: nil while it is pending. Throws `.full` when the
+    /// slot was reused (the result is gone).
+    public func commandResult(_ seq: UInt64) throws(PostFailure) -> CommandResult? {
+        var status: Int32 = 0, step: UInt64 = 0, length: UInt32 = 0
+        var reply = [UInt8](repeating: 0, count: Int(QV_SHM_COMMAND_REPLY))
+        let rc = reply.withUnsafeMutableBytes {
+            qv_shm_command_result(base, seq, &status, &step, $0.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32($0.count), &length)
+        }
+        if rc < 0 { throw .full }
+        if rc == 0 { return nil }
+        return CommandResult(status: status, appliedStep: step, reply: Array(reply.prefix(Int(length))))
+    }
+
+    /// Engine side: the payload of command `seq`, nil when that slot does not hold it.
+    public func takeCommand(_ seq: UInt64) -> [UInt8]? {
+        var payload = [UInt8](repeating: 0, count: commandCapacity)
+        let n = payload.withUnsafeMutableBytes { qv_shm_command_take(base, seq, $0.baseAddress, UInt32($0.count)) }
+        return n < 0 ? nil : Array(payload.prefix(Int(n)))
+    }
+
+    /// Engine side: the verdict and reply (at most 4 KiB, cut beyond) of command `seq`.
+    public func finishCommand(_ seq: UInt64, status: Int32, appliedStep: UInt64, reply: [UInt8]) {
+        reply.withUnsafeBytes {
+            qv_shm_command_finish(base, seq, status, appliedStep, $0.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32($0.count), getpid())
+        }
+    }
+
+    // MARK: blobs
+
+    /// Variable-length byte strings one process keeps in the segment, double-buffered.
+    public enum Blob: UInt32, Sendable {
+        /// The engine's control state (run parameters, interactions).
+        case engine = 0
+        /// The control worker's shared-state store.
+        case state = 1
+    }
+
+    public func blobCapacity(_ blob: Blob) -> Int { Int(qv_shm_blob_capacity(base, blob.rawValue)) }
+
+    /// Writes a new version of `blob` (one writer per blob). Throws `.capacity` when it does not fit.
+    public func writeBlob(_ blob: Blob, _ bytes: [UInt8]) throws {
+        let rc = bytes.withUnsafeBytes { qv_shm_blob_write(base, blob.rawValue, $0.baseAddress, UInt64($0.count), getpid()) }
+        guard rc == Int32(QV_SHM_OK) else {
+            throw SharedMemoryError.capacity("\(bytes.count) bytes do not fit the \(blob) blob of \(blobCapacity(blob)) bytes")
+        }
+    }
+
+    /// The newest consistent version of `blob`, nil when it was never written.
+    public func readBlob(_ blob: Blob) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: blobCapacity(blob))
+        var length: UInt64 = 0
+        let rc = out.withUnsafeMutableBytes { qv_shm_blob_read(base, blob.rawValue, $0.baseAddress, UInt64($0.count), &length, qv_shm_pid_alive) }
+        return rc == Int32(QV_SHM_READ_OK) ? Array(out.prefix(Int(length))) : nil
+    }
+
     // MARK: frames
 
     /// The scalar part of a frame, for publishing straight from the writer's own buffers.
@@ -307,8 +432,13 @@ public final class SharedSegment: @unchecked Sendable {
     /// publication time. Throws `.capacity` when the buffers differ in length or exceed the segment.
     public func publish(_ f: FrameScalars, x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>,
                         velocities: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)? = nil,
-                        forces: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)? = nil) throws {
+                        forces: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>)? = nil,
+                        userForces: SparseForces = SparseForces()) throws {
         let n = x.count
+        let u = userForces
+        guard u.x.count == u.count, u.y.count == u.count, u.z.count == u.count, u.indices.allSatisfy({ Int($0) < n }) else {
+            throw SharedMemoryError.capacity("user forces: arrays differ in length or an index is out of range")
+        }
         guard n <= layout.atomCapacity, y.count == n, z.count == n else {
             throw SharedMemoryError.capacity("frame of \(n) atoms does not fit a segment of \(layout.atomCapacity)")
         }
@@ -337,7 +467,16 @@ public final class SharedSegment: @unchecked Sendable {
         info.temperature = f.temperature
         info.user_energy = f.userEnergy
         info.user_work = f.userWork
-        arrays.withUnsafeBufferPointer { qv_shm_publish_frame(base, &info, $0.baseAddress) }
+        u.indices.withUnsafeBufferPointer { ui in
+            u.x.withUnsafeBufferPointer { ux in
+                u.y.withUnsafeBufferPointer { uy in
+                    u.z.withUnsafeBufferPointer { uz in
+                        var user = qv_shm_user_forces(count: UInt32(u.count), index: ui.baseAddress, fx: ux.baseAddress, fy: uy.baseAddress, fz: uz.baseAddress)
+                        arrays.withUnsafeBufferPointer { qv_shm_publish_frame(base, &info, $0.baseAddress, &user) }
+                    }
+                }
+            }
+        }
     }
 
     /// Publishes `frame` (its arrays) into slot `frame.index % slotCount` (single writer).
@@ -350,7 +489,7 @@ public final class SharedSegment: @unchecked Sendable {
                 try frame.z.withUnsafeBufferPointer { z in
                     try withOptionalTriple(frame.velocities) { v in
                         try withOptionalTriple(frame.forces) { f in
-                            try publish(scalars, x: x, y: y, z: z, velocities: v, forces: f)
+                            try publish(scalars, x: x, y: y, z: z, velocities: v, forces: f, userForces: frame.userForces)
                         }
                     }
                 }
@@ -363,7 +502,26 @@ public final class SharedSegment: @unchecked Sendable {
         let cap = layout.atomCapacity
         let k = 3 + (layout.velocities ? 3 : 0) + (layout.forces ? 3 : 0)
         var info = qv_shm_frame_info()
-        let (status, flat) = readFlat(count: k, capacity: cap) { qv_shm_read_frame(base, index, &info, $0, UInt32(cap), qv_shm_pid_alive) }
+        // Room for the user forces: what the slot says now (they are few), at least 64.
+        var peek = qv_shm_frame_info()
+        let userCap = qv_shm_read_frame_info(base, index, &peek, nil) == Int32(QV_SHM_READ_OK)
+            ? min(layout.userForceCapacity, max(64, Int(peek.user_force_count))) : 64
+        var ui = [UInt32](repeating: 0, count: userCap)
+        var ux = [Float](repeating: 0, count: userCap), uy = ux, uz = ux
+        let (status, flat) = readFlat(count: k, capacity: cap) { arrays in
+            ui.withUnsafeMutableBufferPointer { pi in
+                ux.withUnsafeMutableBufferPointer { px in
+                    uy.withUnsafeMutableBufferPointer { py in
+                        uz.withUnsafeMutableBufferPointer { pz in
+                            var user = qv_shm_user_forces_out(capacity: UInt32(userCap), count: 0, index: pi.baseAddress,
+                                                              fx: px.baseAddress, fy: py.baseAddress, fz: pz.baseAddress)
+                            let rc = qv_shm_read_frame(base, index, &info, arrays, UInt32(cap), &user, qv_shm_pid_alive)
+                            return rc == Int32(QV_SHM_READ_CORRUPT) && info.user_force_count > UInt32(userCap) ? Int32(QV_SHM_READ_TORN) : rc
+                        }
+                    }
+                }
+            }
+        }
         switch status {
         case Int32(QV_SHM_READ_OK): break
         case Int32(QV_SHM_READ_EMPTY): throw .empty
@@ -391,6 +549,8 @@ public final class SharedSegment: @unchecked Sendable {
         frame.velocities = info.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0 ? (array(next), array(next + 1), array(next + 2)) : nil
         if info.fields & UInt32(QV_SHM_FIELD_VELOCITIES) != 0 { next += 3 }
         frame.forces = info.fields & UInt32(QV_SHM_FIELD_FORCES) != 0 ? (array(next), array(next + 1), array(next + 2)) : nil
+        let nu = Int(info.user_force_count)
+        frame.userForces = SparseForces(indices: Array(ui.prefix(nu)), x: Array(ux.prefix(nu)), y: Array(uy.prefix(nu)), z: Array(uz.prefix(nu)))
     }
 
     /// Reads the newest frame, retrying while a writer is busy or the copy tore and stepping back

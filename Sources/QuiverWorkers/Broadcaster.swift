@@ -83,6 +83,11 @@ public enum Broadcaster {
         Frame(index: f.index, step: Int64(f.step), time: f.time, box: f.box,
               energies: Frame.Energies(potential: f.potentialEnergy, kinetic: f.kineticEnergy),
               temperature: f.temperature, positions: AtomVectors(x: f.x, y: f.y, z: f.z),
+              userEnergy: f.userEnergy,
+              userForces: f.userForces.isEmpty ? nil : (0..<f.userForces.count).map {
+                  UserForce(index: f.userForces.indices[$0], force: SIMD3(f.userForces.x[$0], f.userForces.y[$0], f.userForces.z[$0]))
+              },
+              userWork: f.userWork,
               publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
     }
 }

@@ -34,81 +34,140 @@ public struct EngineWorkerOptions: Sendable {
 }
 
 /// The engine process: steps the dynamics, publishes a frame into shared memory every
-/// `frameInterval` steps (straight from its buffers), writes a snapshot every `snapshotInterval`
-/// seconds and when it stops, advances its progress counter, and prints progress lines on stdout.
-/// Started again after a crash, it continues from the newest consistent snapshot and publishes
-/// only once past the newest published step, so clients never see a step go back.
+/// `frameInterval` steps (straight from its buffers), applies client commands from the command
+/// ring between steps, writes a snapshot every `snapshotInterval` seconds and when it stops,
+/// advances its progress counter, and prints progress lines on stdout. Started again after a
+/// crash, it continues from the newest consistent snapshot (and the control state: paused,
+/// parameters, interactions) and publishes only once past the newest published step, so clients
+/// never see a step go back.
 public enum EngineWorker {
     /// Returns true when `totalSteps` were reached, false when stopped by SIGTERM/SIGINT.
-    public static func run(setup: SimulationSetup, options: EngineWorkerOptions, fault: Fault?) throws -> Bool {
+    public static func run(setup: SimulationSetup, options: EngineWorkerOptions, fault: Fault?,
+                           extraForceFields: [any ForceField] = [], postedFD: Int32? = nil, doneFD: Int32? = nil) throws -> Bool {
         let segment = try SharedSegment.open(name: options.segment)
         let status = segment.worker(options.index)
         status.pid = getpid()
-        let sim = try setup.makeSimulation(options: options.simulation)
+        let sim = try setup.makeSimulation(options: options.simulation, extraForceFields: extraForceFields)
         guard sim.count <= segment.layout.atomCapacity else {
             throw EngineError.invalidParameter("the system has \(sim.count) atoms, the shared-memory segment room for \(segment.layout.atomCapacity)")
         }
+        let initial = sim.dynamicState()
         var resumedFrom: Int32?
-        // A respawned engine continues from the newest snapshot, which may be older than the newest
-        // frame: it publishes nothing until it is past the newest published step, so clients never
-        // see a step go back.
-        let newestPublishedStep = segment.latestFrameScalars().map { Int($0.step) } ?? -1
-        var lastPublishedStep = newestPublishedStep
         if let snap = segment.readSnapshot(), snap.x.count == sim.count {
             try sim.restore(DynamicState(step: Int(snap.step), time: snap.time, x: snap.x, y: snap.y, z: snap.z,
                                          vx: snap.vx, vy: snap.vy, vz: snap.vz,
                                          imageX: snap.imageX, imageY: snap.imageY, imageZ: snap.imageZ))
             resumedFrom = snap.writerPID
         }
-        let reporter = ProgressReporter(simulation: sim, totalSteps: options.totalSteps, reportEvery: options.reportEvery)
+        let control = EngineControl(dynamics: sim, segment: segment, frameInterval: options.frameInterval, initial: initial,
+                                    postedFD: postedFD, doneFD: doneFD)
+        let restoredControl = control.restoreFromSegment()
+        let reporter = ProgressReporter(dynamics: sim, totalSteps: options.totalSteps, reportEvery: options.reportEvery)
         if let resumedFrom {
-            reporter.line("engine resumed from step \(sim.step) (snapshot of pid \(resumedFrom))")
+            reporter.line("engine resumed from step \(sim.step) (snapshot of pid \(resumedFrom))\(restoredControl ? (control.paused ? ", paused" : "") + ", \(control.state.interactions.count) interactions" : "")")
         } else {
-            reporter.header(setup: setup)
-            try snapshot(sim, into: segment)
-            try publishFrame(sim, into: segment)
-            lastPublishedStep = sim.step
+            reporter.header(setup: setup, simulation: sim)
+        }
+        let loop = EngineLoop(dynamics: sim, segment: segment, control: control, status: status, reporter: reporter,
+                              snapshotInterval: options.snapshotInterval)
+        if resumedFrom == nil {
+            try loop.snapshot()
+            try loop.publishFrame()
             try reporter.report()
         }
         status.state = .ready
         status.advance()
         if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) } }
-
-        var finished = false
-        let snapshotEvery = UInt64(options.snapshotInterval * 1e9)
-        var lastSnapshot = DispatchTime.now().uptimeNanoseconds
-        while qv_signal_stop_requested() == 0 {
-            let remaining = options.totalSteps.map { $0 - sim.step } ?? Int.max
-            if remaining <= 0 { finished = true; break }
-            var chunk = min(options.frameInterval - sim.step % options.frameInterval, remaining)
-            if let every = options.reportEvery { chunk = min(chunk, every - sim.step % every) }
-            try sim.run(steps: chunk, energy: sim.step + chunk == options.totalSteps || (sim.step + chunk) % options.frameInterval == 0)
-            if (sim.step % options.frameInterval == 0 || sim.step == options.totalSteps) && sim.step > newestPublishedStep {
-                try publishFrame(sim, into: segment)
-                lastPublishedStep = sim.step
-            }
-            let now = DispatchTime.now().uptimeNanoseconds
-            if now - lastSnapshot >= snapshotEvery {
-                try snapshot(sim, into: segment)
-                lastSnapshot = now
-            }
-            status.advance()
-            if reporter.due { try reporter.report() }
-        }
-        try snapshot(sim, into: segment)
-        if sim.step > lastPublishedStep { try publishFrame(sim, into: segment) }
+        let finished = try loop.run(totalSteps: options.totalSteps) { qv_signal_stop_requested() != 0 }
+        try loop.snapshot()
+        control.persistIfNeeded()
         try reporter.finish()
         status.state = .exited
         return finished
     }
+}
+
+/// The engine's loop around any `Dynamics`: one step at a time, commands between steps, frames at
+/// the frame interval (and when a `step N` pauses), throttles, snapshots, progress. Used by the
+/// engine worker and, in-process, by an embedding `Session`.
+public final class EngineLoop {
+    let dynamics: any Dynamics
+    let segment: SharedSegment
+    public let control: EngineControl
+    let status: WorkerStatus?
+    let reporter: ProgressReporter?
+    let snapshotInterval: Double?
+    /// Frames are published only past this step (a respawned engine catching up publishes nothing).
+    let newestPublishedAtStart: Int
+    private(set) var lastPublishedStep: Int
+
+    public init(dynamics: any Dynamics, segment: SharedSegment, control: EngineControl, status: WorkerStatus?, reporter: ProgressReporter?,
+                snapshotInterval: Double?) {
+        self.dynamics = dynamics
+        self.segment = segment
+        self.control = control
+        self.status = status
+        self.reporter = reporter
+        self.snapshotInterval = snapshotInterval
+        newestPublishedAtStart = segment.latestFrameScalars().map { Int($0.step) } ?? -1
+        lastPublishedStep = newestPublishedAtStart
+    }
+
+    static var now: UInt64 { EngineControl.monotonicNanoseconds }
+
+    /// Runs until `stop()` or `totalSteps`; returns true when the steps were reached.
+    public func run(totalSteps: Int?, stop: () -> Bool) throws -> Bool {
+        var lastSnapshot = Self.now
+        var notBefore: UInt64 = 0
+        var stepClock: UInt64 = 0
+        while !stop() {
+            control.processCommands()
+            control.expireLeases()
+            let remaining = totalSteps.map { $0 - dynamics.step } ?? Int.max
+            if remaining <= 0 { return true }
+            let t = Self.now
+            if control.paused || t < notBefore {
+                if control.paused && dynamics.step > lastPublishedStep { try publishFrame() }
+                housekeeping(&lastSnapshot)
+                control.wait(seconds: control.paused ? 0.05 : min(0.05, Double(notBefore - t) / 1e9))
+                continue
+            }
+            let interval = control.frameInterval
+            let boundary = (dynamics.step + 1) % interval == 0 || dynamics.step + 1 == totalSteps
+            try dynamics.advance(steps: 1, energy: boundary)
+            let pausedNow = control.afterStep()
+            let after = Self.now
+            if control.maxStepsPerSecond > 0 {
+                let period = UInt64(1e9 / control.maxStepsPerSecond)
+                stepClock = max(stepClock &+ period, after &- min(after, period))
+                notBefore = stepClock
+            }
+            if (boundary || pausedNow) && dynamics.step > lastPublishedStep {
+                try publishFrame()
+                if control.maxFramesPerSecond > 0 { notBefore = max(notBefore, after + UInt64(1e9 / control.maxFramesPerSecond)) }
+            }
+            housekeeping(&lastSnapshot)
+        }
+        return false
+    }
+
+    private func housekeeping(_ lastSnapshot: inout UInt64) {
+        let t = Self.now
+        if let every = snapshotInterval, Double(t - lastSnapshot) / 1e9 >= every {
+            try? snapshot()
+            lastSnapshot = t
+        }
+        status?.advance()
+        if let reporter, reporter.due { try? reporter.report() }
+    }
 
     /// Writes an engine snapshot (the state a respawned engine continues from).
-    static func snapshot(_ sim: Simulation, into segment: SharedSegment) throws {
-        let state = sim.dynamicState()
+    public func snapshot() throws {
+        guard let state = dynamics.saveState() else { return }
         var snap = EngineSnapshot()
         snap.step = UInt64(state.step)
         snap.time = state.time
-        snap.box = SIMD3(sim.box.x, sim.box.y, sim.box.z)
+        snap.box = SIMD3(dynamics.box.x, dynamics.box.y, dynamics.box.z)
         snap.framesPublished = segment.framesPublished
         snap.x = state.x; snap.y = state.y; snap.z = state.z
         snap.vx = state.vx; snap.vy = state.vy; snap.vz = state.vz
@@ -116,21 +175,31 @@ public enum EngineWorker {
         try segment.writeSnapshot(snap)
     }
 
-    /// Publishes the current positions and energies as the next frame, straight from the engine's
-    /// buffers.
-    static func publishFrame(_ sim: Simulation, into segment: SharedSegment) throws {
-        let e = try sim.energies()
+    /// Publishes the current positions, energies and interactive forces as the next frame,
+    /// straight from the dynamics' buffers.
+    public func publishFrame() throws {
+        let e = try dynamics.energies()
+        let forces = dynamics.interactiveForces
+        var user = SparseForces()
+        if let forces {
+            for (index, f) in forces.userForces() {
+                user.indices.append(UInt32(index)); user.x.append(f.x); user.y.append(f.y); user.z.append(f.z)
+            }
+        }
         let scalars = SharedSegment.FrameScalars(
-            index: segment.framesPublished, step: UInt64(sim.step), time: sim.time, box: SIMD3(sim.box.x, sim.box.y, sim.box.z),
-            potentialEnergy: e.potential, kineticEnergy: e.kinetic, temperature: e.temperature)
-        try sim.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z) }
+            index: segment.framesPublished, step: UInt64(dynamics.step), time: dynamics.time,
+            box: SIMD3(dynamics.box.x, dynamics.box.y, dynamics.box.z),
+            potentialEnergy: e.potential, kineticEnergy: e.kinetic, temperature: e.temperature,
+            userEnergy: forces?.energy ?? 0, userWork: forces?.work ?? 0)
+        try dynamics.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z, userForces: user) }
+        lastPublishedStep = dynamics.step
     }
 }
 
 /// Progress lines: step, time, temperature, energies, ns/day over the last interval, an ETA when
 /// the step count is known; flushed at once (they go to a batch log).
 public final class ProgressReporter {
-    let sim: Simulation
+    let sim: any Dynamics
     let totalSteps: Int?
     private var lastStep = -1
     private var lastTime = DispatchTime.now()
@@ -138,15 +207,15 @@ public final class ProgressReporter {
     private let startStep: Int
     public var reportEvery: Int?
 
-    public init(simulation: Simulation, totalSteps: Int?, reportEvery: Int? = nil) {
-        sim = simulation
+    public init(dynamics: any Dynamics, totalSteps: Int?, reportEvery: Int? = nil) {
+        sim = dynamics
         self.totalSteps = totalSteps
         self.reportEvery = reportEvery
-        startStep = simulation.step
+        startStep = dynamics.step
     }
 
     var due: Bool {
-        if let every = reportEvery { return sim.step % every == 0 }
+        if let every = reportEvery { return sim.step % every == 0 && sim.step != lastStep }
         return Double(DispatchTime.now().uptimeNanoseconds - lastTime.uptimeNanoseconds) / 1e9 >= 1.0
     }
 
@@ -155,7 +224,9 @@ public final class ProgressReporter {
         fflush(nil)
     }
 
-    public func header(setup: SimulationSetup) {
+    var timestep: Double { sim.parameters()["timestep"] ?? 0 }
+
+    public func header(setup: SimulationSetup, simulation sim: Simulation) {
         let integrator: String
         switch sim.integrator {
         case .velocityVerlet(let dt): integrator = "velocity Verlet, dt \(dt) ps"
@@ -171,7 +242,7 @@ public final class ProgressReporter {
         let steps = lastStep < 0 ? 0 : sim.step - lastStep
         var text = "step \(sim.step)  time \(fmt(sim.time, 3)) ps  T \(fmt(e.temperature, 2)) K  PE \(fmt(e.potential, 3))  KE \(fmt(e.kinetic, 3))  E \(fmt(e.total, 3)) kJ/mol"
         if steps > 0 && dt > 0 {
-            text += "  \(fmt(Double(steps) * sim.timestep / 1000 / dt * 86400, 1)) ns/day"
+            text += "  \(fmt(Double(steps) * timestep / 1000 / dt * 86400, 1)) ns/day"
             if let total = totalSteps { text += "  ETA \(clock(Double(total - sim.step) * dt / Double(steps)))" }
         }
         line(text)
@@ -184,8 +255,8 @@ public final class ProgressReporter {
         if lastStep != sim.step { try report() }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         let taken = sim.step - startStep
-        let rate = elapsed > 0 ? Double(taken) * Double(sim.count) / elapsed : 0
-        let nsPerDay = elapsed > 0 ? Double(taken) * sim.timestep / 1000 / elapsed * 86400 : 0
+        let rate = elapsed > 0 ? Double(taken) * Double(sim.atomCount) / elapsed : 0
+        let nsPerDay = elapsed > 0 ? Double(taken) * timestep / 1000 / elapsed * 86400 : 0
         line("done: \(taken) steps in \(fmt(elapsed, 2)) s, \(fmt(nsPerDay, 1)) ns/day, \(fmt(rate / 1e6, 3)) M atom-steps/s")
     }
 }

@@ -125,6 +125,18 @@ struct Run: ParsableCommand {
     @Option(help: "TCP port of the frame socket (default 0: any free port, written to connection.json).")
     var port: Int?
 
+    @Option(help: "TCP port of the command socket (default 0: any free port, written to connection.json).")
+    var controlPort: Int?
+
+    @Option(help: "Seconds without a request after which a client has left (default 10).")
+    var sessionLease: Double?
+
+    @Option(help: "A C plugin force field (shared library, docs/plugins.md) added to the system's forces.")
+    var plugin: String?
+
+    @Option(help: "The options string handed to the plugin.")
+    var pluginOptions: String?
+
     /// Defaults, then the file, then the flags; validated once.
     func configuration() throws -> RunConfiguration {
         var c: RunConfiguration
@@ -137,6 +149,10 @@ struct Run: ParsableCommand {
         if let precision { c.precision = precision }
         if let address { c.address = address }
         if let port { c.port = port }
+        if let controlPort { c.controlPort = controlPort }
+        if let sessionLease { c.sessionLease = sessionLease }
+        if let plugin { c.plugin = plugin.hasPrefix("/") ? plugin : FileManager.default.currentDirectoryPath + "/" + plugin }
+        if let pluginOptions { c.pluginOptions = pluginOptions }
         return try c.checked()
     }
 
@@ -156,21 +172,36 @@ struct Run: ParsableCommand {
         defer { frames.close() }
         let heartbeat = try Listener(host: c.address, port: 0)
         defer { heartbeat.close() }
+        let control = try Listener(host: c.address, port: c.controlPort)
+        defer { control.close() }
+        let state = try Listener(host: c.address, port: 0)
+        defer { state.close() }
         let framesIPC = try ZMQDefaults.ipcEndpoint(.frames, in: directory.path)
         let heartbeatIPC = try ZMQDefaults.ipcEndpoint(.heartbeat, in: directory.path)
-        defer { unlink(directory.path + "/frames.ipc"); unlink(directory.path + "/heartbeat.ipc") }
+        let controlIPC = "ipc://" + directory.path + "/control.ipc"
+        let stateIPC = "ipc://" + directory.path + "/state.ipc"
+        defer { for name in ["frames", "heartbeat", "control", "state"] { unlink(directory.path + "/\(name).ipc") } }
+        // Engine <-> control wake-ups: "commands posted" and "commands done" (owned here, so a
+        // restarted worker keeps them).
+        let posted = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)), done = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard posted >= 0, done >= 0 else { throw ValidationError("eventfd: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(posted); Glibc.close(done) }
+        let key = ConnectionInfo.randomKey()
         try directory.writeConnectionFile(ConnectionInfo(
             protocolVersion: Int(WireFormat.version), runDirectory: directory.path, supervisorPID: getpid(),
             endpoints: ["control-socket": directory.controlSocketPath,
                         "frames": frames.endpoint, "frames-ipc": framesIPC,
-                        "heartbeat": heartbeat.endpoint, "heartbeat-ipc": heartbeatIPC],
-            segment: segmentName, key: ConnectionInfo.randomKey()))
+                        "heartbeat": heartbeat.endpoint, "heartbeat-ipc": heartbeatIPC,
+                        "control": control.endpoint, "control-ipc": controlIPC,
+                        "state": state.endpoint, "state-ipc": stateIPC],
+            segment: segmentName, key: key))
         let executable = try Self.executablePath()
         func worker(_ role: String, _ index: Int, _ extra: [String]) -> [String] {
             ["worker", "--role", role, "--segment", segmentName, "--index", "\(index)", "--supervisor-pid", "\(getpid())"] + extra + c.simulationArguments
         }
         let workers = [
-            WorkerSpec(role: "engine", arguments: worker("engine", 0, []), watchdog: c.watchdog, exitEndsRun: true),
+            WorkerSpec(role: "engine", arguments: worker("engine", 0, ["--posted-fd", "3", "--done-fd", "4"] + c.pluginArguments), watchdog: c.watchdog, exitEndsRun: true,
+                       passedDescriptors: [posted, done]),
             WorkerSpec(role: "broadcaster",
                        arguments: worker("broadcaster", 1, ["--tcp-endpoint", frames.endpoint, "--listen-fd", "3", "--ipc-endpoint", framesIPC,
                                                             "--codec", c.codec, "--precision", "\(c.precision)"]),
@@ -178,6 +209,14 @@ struct Run: ParsableCommand {
             WorkerSpec(role: "heartbeat",
                        arguments: worker("heartbeat", 2, ["--tcp-endpoint", heartbeat.endpoint, "--listen-fd", "3", "--ipc-endpoint", heartbeatIPC]),
                        watchdog: c.watchdog, passedDescriptors: [heartbeat.fd]),
+            // The control worker reads the signing key from the connection file (mode 0600), never
+            // from its arguments, which every user can read in /proc.
+            WorkerSpec(role: "control",
+                       arguments: worker("control", 3, ["--tcp-endpoint", control.endpoint, "--listen-fd", "3", "--ipc-endpoint", controlIPC,
+                                                        "--state-tcp-endpoint", state.endpoint, "--state-listen-fd", "4", "--state-ipc-endpoint", stateIPC,
+                                                        "--connection-file", directory.connectionFilePath, "--atoms", "\(setup.system.count)",
+                                                        "--posted-fd", "5", "--done-fd", "6", "--session-lease", "\(c.sessionLease)"]),
+                       watchdog: c.watchdog, passedDescriptors: [control.fd, state.fd, posted, done]),
         ]
         let supervisor = Supervisor(runDirectory: directory, segment: segment, executable: executable, workers: workers,
                                     grace: c.grace, log: Log.line)
@@ -219,6 +258,16 @@ struct Worker: ParsableCommand {
     @Option var ipcEndpoint: String?
     @Option var codec: String?
     @Option var precision: Double?
+    @Option var postedFd: Int32?
+    @Option var doneFd: Int32?
+    @Option var stateTcpEndpoint: String?
+    @Option var stateListenFd: Int32?
+    @Option var stateIpcEndpoint: String?
+    @Option var connectionFile: String?
+    @Option var atoms: Int?
+    @Option var sessionLease: Double?
+    @Option var plugin: String?
+    @Option var pluginOptions: String?
 
     func run() throws {
         qv_signal_install_stop_handlers()
@@ -234,7 +283,20 @@ struct Worker: ParsableCommand {
             let options = EngineWorkerOptions(
                 segment: segment, index: index, frameInterval: c.frameInterval, totalSteps: c.steps, reportEvery: c.reportEvery,
                 simulation: SimulationOptions(threads: c.threads, seed: c.seed, kernel: c.kernelVariant))
-            _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault)
+            let extra: [any ForceField] = try plugin.map { [try PluginForceField(path: $0, options: pluginOptions ?? "")] } ?? []
+            _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault, extraForceFields: extra,
+                                     postedFD: postedFd, doneFD: doneFd)
+        case "control":
+            guard let tcpEndpoint, let ipcEndpoint, let stateTcpEndpoint, let stateIpcEndpoint, let connectionFile, let atoms else {
+                throw ValidationError("control needs its endpoints, --connection-file and --atoms")
+            }
+            if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }
+            let info = try ConnectionInfo.read(from: connectionFile)
+            var o = ControlWorkerOptions(segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
+                                         stateTCPEndpoint: stateTcpEndpoint, stateListenFD: stateListenFd, stateIPCEndpoint: stateIpcEndpoint,
+                                         keyHex: info.key, atomCount: atoms, postedFD: postedFd, doneFD: doneFd)
+            if let sessionLease { o.sessionLease = sessionLease }
+            try ControlWorker.run(o)
         case "broadcaster", "heartbeat":
             guard let tcpEndpoint, let ipcEndpoint else { throw ValidationError("\(role) needs --tcp-endpoint and --ipc-endpoint") }
             if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }

@@ -196,7 +196,11 @@ struct SegmentTests {
         }
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/quiver-big"), "the failed segment must not be left behind")
         // A segment that fits works there.
-        let small = try SharedSegment.create(name: "quiver-small", directory: dir.path, layout: SegmentLayout(atomCapacity: 1000))
+        var fits = SegmentLayout(atomCapacity: 1000)
+        fits.commandSlots = 4
+        fits.engineBlobCapacity = 16 << 10
+        fits.stateBlobCapacity = 16 << 10
+        let small = try SharedSegment.create(name: "quiver-small", directory: dir.path, layout: fits)
         try small.publish(sampleFrame(index: 0, atoms: 1000))
         try small.unlink()
     }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define QV_SHM_MAGIC 0x314D485356495551ULL /* "QUIVSHM1" */
-#define QV_SHM_LAYOUT_VERSION 1u
+#define QV_SHM_LAYOUT_VERSION 2u
 #define QV_SHM_ALIGN 64u
 
 /* Optional per-frame arrays (positions are always present). */
@@ -45,7 +45,7 @@ typedef struct qv_shm_frame_info {
     uint32_t atom_count;
     uint32_t fields;            /* QV_SHM_FIELD_* present */
     int32_t writer_pid;
-    uint32_t reserved0;
+    uint32_t user_force_count;  /* sparse user forces that come with the frame */
     uint64_t checksum;          /* filled in by publish */
     uint64_t publish_unix_ns;   /* filled in by publish */
     double box[3];
@@ -66,19 +66,49 @@ typedef struct qv_shm_snapshot_info {
 
 /* Plain copy of the segment header. */
 typedef struct qv_shm_header_info {
-    uint32_t layout_version, atom_capacity, slot_count, worker_capacity, fields;
+    uint32_t layout_version, atom_capacity, slot_count, worker_capacity, fields, user_force_capacity, command_slots;
     int32_t creator_pid;
     uint64_t total_size, created_unix_ns, frames_published, snapshots_written;
 } qv_shm_header_info;
 
+/* Sparse interactive (user) forces of a frame: `count` atoms with their indices and forces. */
+typedef struct qv_shm_user_forces {
+    uint32_t count;
+    const uint32_t *index;
+    const float *fx, *fy, *fz;
+} qv_shm_user_forces;
+
+/* Where a reader wants them: arrays of `capacity` entries; `count` is set by the read. */
+typedef struct qv_shm_user_forces_out {
+    uint32_t capacity, count;
+    uint32_t *index;
+    float *fx, *fy, *fz;
+} qv_shm_user_forces_out;
+
+/* Blobs: variable-length byte strings kept in the segment by one writer each. */
+enum {
+    QV_SHM_BLOB_ENGINE = 0,     /* the engine's control state (run parameters, interactions), JSON */
+    QV_SHM_BLOB_STATE = 1,      /* the control worker's shared-state store, JSON */
+    QV_SHM_BLOBS = 2
+};
+
+/* Bytes of a command slot's reply area. */
+#define QV_SHM_COMMAND_REPLY 4096u
+
 /* What a segment needs, computed from its parameters. */
 typedef struct qv_shm_layout {
     uint32_t atom_capacity, slot_count, worker_capacity, fields;
+    uint32_t user_force_capacity, command_slots;
     uint64_t array_stride;   /* bytes of one float32 array of atom_capacity (padded) */
-    uint64_t slot_size, ring_offset, state_offset, state_size, status_offset, total_size;
+    uint64_t user_stride;    /* bytes of one array of user_force_capacity (padded) */
+    uint64_t slot_size, ring_offset, state_offset, state_size, status_offset;
+    uint64_t command_offset, command_slot_size, blob_offset, blob_capacity[2], total_size;
 } qv_shm_layout;
 
+/* command_slots 2...1024 and command_slot_size (a multiple of 64, 8 KiB...16 MiB) make the command
+ * ring; blob_capacity[k] (bytes, a multiple of 64, 4 KiB...1 GiB) the blobs. */
 int qv_shm_compute_layout(uint32_t atom_capacity, uint32_t slot_count, uint32_t worker_capacity, uint32_t fields,
+                          uint32_t command_slots, uint64_t command_slot_size, const uint64_t blob_capacity[2],
                           qv_shm_layout *out);
 /* Writes the header of a zeroed segment; the magic goes last (release), so an opener never sees a
  * half-initialised header as valid. */
@@ -91,11 +121,15 @@ uint64_t qv_shm_checksum(const void *data, size_t bytes, uint64_t seed);
 
 /* Frame ring. `arrays` are n float32 arrays of atom_count each: x, y, z then the optional ones in
  * field order. The writer fills the slot for frame_index % slot_count and bumps frames_published. */
-void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float *const *arrays);
-/* Copies frame `frame_index` into *meta and the arrays (capacity atoms each); returns QV_SHM_READ_*.
- * `writer_alive(pid)` decides whether an odd slot is busy or abandoned (NULL: always alive). */
+/* `user` (may be NULL) carries the sparse user forces; more than the segment's
+ * user_force_capacity are cut to it (meta->user_force_count says how many were kept). */
+void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float *const *arrays, const qv_shm_user_forces *user);
+/* Copies frame `frame_index` into *meta and the arrays (capacity atoms each), and the user forces
+ * into *user when it is not NULL (a frame with more than user->capacity is CORRUPT for this
+ * reader); returns QV_SHM_READ_*. `writer_alive(pid)` decides whether an odd slot is busy or
+ * abandoned (NULL: always alive). */
 int qv_shm_read_frame(const void *base, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
-                      uint32_t capacity, int (*writer_alive)(int32_t pid));
+                      uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid));
 
 /* Copies only the metadata of frame `frame_index` (seqlock-validated; arrays untouched): for
  * readers that need the step or energies, not positions. Returns QV_SHM_READ_*. */
@@ -107,6 +141,33 @@ void qv_shm_write_snapshot(void *base, const qv_shm_snapshot_info *meta, const f
  * abandoned). Returns QV_SHM_READ_OK or QV_SHM_READ_EMPTY. */
 int qv_shm_read_snapshot(const void *base, qv_shm_snapshot_info *meta, float *const *arrays6, int32_t *const *images3,
                          uint32_t capacity, int (*writer_alive)(int32_t pid));
+
+/* Command ring: one poster (the control worker), one consumer (the engine), in order.
+ * Posts a command; returns its sequence number (>= 1), 0 when the ring is full (the slot's previous
+ * command is not finished), or UINT64_MAX when the payload is larger than the slot holds. */
+uint64_t qv_shm_command_post(void *base, const void *payload, uint32_t length);
+/* Payload bytes one command may carry. */
+uint32_t qv_shm_command_capacity(const void *base);
+uint64_t qv_shm_commands_posted(const void *base);
+uint64_t qv_shm_commands_applied(const void *base);
+/* Engine side: copies command `seq`'s payload (capacity bytes at most); returns its length, or -1
+ * when slot `seq` does not hold that command (not posted yet, or overwritten). */
+int64_t qv_shm_command_take(const void *base, uint64_t seq, void *payload, uint32_t capacity);
+/* Engine side: records the verdict and reply of command `seq` and marks it done (and applied). */
+void qv_shm_command_finish(void *base, uint64_t seq, int32_t status, uint64_t applied_step, const char *reply, uint32_t reply_length,
+                           int32_t engine_pid);
+/* Poster side: 1 when command `seq` is done (status, step and reply copied out), 0 while pending,
+ * -1 when the slot no longer holds it. */
+int qv_shm_command_result(const void *base, uint64_t seq, int32_t *status, uint64_t *applied_step, char *reply,
+                          uint32_t reply_capacity, uint32_t *reply_length);
+
+/* Blobs. Write returns QV_SHM_OK or QV_SHM_ERR_SIZE (longer than the capacity). */
+int qv_shm_blob_write(void *base, uint32_t blob, const void *data, uint64_t length, int32_t writer_pid);
+uint64_t qv_shm_blob_capacity(const void *base, uint32_t blob);
+/* Copies the newest consistent write (falling back to the older buffer when the newest was
+ * abandoned or is corrupt) into out (capacity bytes); QV_SHM_READ_OK or QV_SHM_READ_EMPTY. */
+int qv_shm_blob_read(const void *base, uint32_t blob, void *out, uint64_t capacity, uint64_t *length,
+                     int (*writer_alive)(int32_t pid));
 
 /* Header values of a validated segment. */
 void qv_shm_read_header(const void *base, qv_shm_header_info *out);
