@@ -10,4 +10,10 @@ enum Random {
         }
         return SIMD3<Double>(Double(g.0), Double(g.1), Double(g.2))
     }
+
+    /// The stream of velocity resets at `step`. The thermostat uses the step itself as its stream
+    /// and steps stay below 2^63, so these streams (top bit set) never meet its numbers.
+    static func velocityResetStream(step: Int) -> UInt64 {
+        0xF2E5_5E70_0000_0000 ^ UInt64(truncatingIfNeeded: step)
+    }
 }

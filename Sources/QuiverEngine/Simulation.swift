@@ -201,6 +201,30 @@ public final class Simulation {
         cached = nil
     }
 
+    /// Draws new Maxwell-Boltzmann velocities at `temperature` (K) for `particles`: each component
+    /// normal with sigma = sqrt(kB T / m). The others keep theirs; the total momentum is not
+    /// corrected. Deterministic: the numbers depend only on the seed, the current step and the atom
+    /// index. Throws `EngineError.invalidParameter` for an index outside `0..<count` or a temperature
+    /// that is not positive and finite.
+    public func resetVelocities(of particles: [Int], temperature: Double) throws {
+        guard temperature > 0, temperature.isFinite else {
+            throw EngineError.invalidParameter("temperature for new velocities must be positive and finite, got \(temperature)")
+        }
+        if let bad = particles.first(where: { $0 < 0 || $0 >= count }) {
+            throw EngineError.invalidParameter("particle index \(bad) is out of range 0..<\(count)")
+        }
+        let kT = Units.boltzmann * temperature
+        let stream = Random.velocityResetStream(step: step)
+        for p in particles {
+            let g = Random.gaussian3(seed: seed, stream: stream, index: UInt64(p))
+            let v = g * (kT / Double(storage.mass.pointer[p])).squareRoot()
+            storage.vx.pointer[p] = Float(v.x)
+            storage.vy.pointer[p] = Float(v.y)
+            storage.vz.pointer[p] = Float(v.z)
+        }
+        cached = nil
+    }
+
     /// The dynamic state as SoA arrays: what a checkpoint or a shared-memory snapshot holds.
     public func dynamicState() -> DynamicState {
         let n = count
