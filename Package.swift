@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "QuiverSharedMemory", targets: ["QuiverSharedMemory"]),
         .library(name: "QuiverWire", targets: ["QuiverWire"]),
         .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
+        .library(name: "QuiverControl", targets: ["QuiverControl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -90,6 +91,18 @@ let package = Package(
             name: "QuiverClient",
             dependencies: ["QuiverWire", "QuiverZMQ"]
         ),
+        // libsodium: HMAC-SHA256 for signed commands (and constant-time verification).
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        // The control channel's logic: signed requests and replies, replay and rate limits, the
+        // command catalogue, shared state with locks, and a command client (docs/control.md).
+        .target(
+            name: "QuiverControl",
+            dependencies: ["CSodium", "QuiverEngine", "QuiverZMQ"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
@@ -117,6 +130,10 @@ let package = Package(
         .testTarget(
             name: "QuiverZMQTests",
             dependencies: ["QuiverZMQ"]
+        ),
+        .testTarget(
+            name: "QuiverControlTests",
+            dependencies: ["QuiverControl", "QuiverEngine", "QuiverZMQ"]
         ),
         .testTarget(
             name: "QuiverCLITests",
