@@ -63,7 +63,7 @@ let package = Package(
         // The worker processes: the engine (dynamics into shared memory).
         .target(
             name: "QuiverWorkers",
-            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ"]
+            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
         ),
         // The run configuration: defaults, a TOML file, flags; validated in one place.
         .target(
@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "QuiverClient", "QuiverWire", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -137,7 +137,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverCLITests",
-            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire"]
+            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl"]
         ),
     ]
 )

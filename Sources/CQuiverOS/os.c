@@ -123,3 +123,6 @@ int qv_os_tcp_listen(const char *host, int port, int *port_out) {
     *port_out = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port) : ntohs(((struct sockaddr_in *)&addr)->sin_port);
     return fd;
 }
+
+#include <sys/eventfd.h>
+int qv_os_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

@@ -94,10 +94,10 @@ public struct SharedStateStore: Sendable {
 
     public let limits: Limits
     /// Bumped once by every call that changes anything (values, owners, locks).
-    public private(set) var version: UInt64 = 0
-    private var entries: [String: Entry] = [:]
-    private var locks: [String: StateLock] = [:]
-    private var totalBytes = 0
+    public internal(set) var version: UInt64 = 0
+    var entries: [String: Entry] = [:]
+    var locks: [String: StateLock] = [:]
+    var totalBytes = 0
     // Changes since the last takeDelta.
     private var pendingValues: [String: JSONValue] = [:]
     private var pendingLocks: [String: StateLock?] = [:]

@@ -187,13 +187,13 @@ public final class ControlWorker {
             case .stateGet(let keys):
                 reply(identity, .success(id: request.id, StateMessage.snapshot(store.snapshot().filtered(keys: keys)).json(now: now)))
             case .stateUpdate(let set, let persist):
-                try changeStore { try $0.update(client: client, set: set, persist: persist, now: now) }
+                try changeStore { (s: inout SharedStateStore) throws(ControlError) in try s.update(client: client, set: set, persist: persist, now: now) }
                 reply(identity, .success(id: request.id, ["version": .number(Double(store.version))]))
             case .stateLock(let keys, let seconds):
-                try changeStore { try $0.lock(client: client, keys: keys, seconds: seconds, now: now) }
+                try changeStore { (s: inout SharedStateStore) throws(ControlError) in try s.lock(client: client, keys: keys, seconds: seconds, now: now) }
                 reply(identity, .success(id: request.id, ["version": .number(Double(store.version)), "expires_in": .number(seconds)]))
             case .stateUnlock(let keys):
-                try changeStore { try $0.unlock(client: client, keys: keys, now: now) }
+                try changeStore { (s: inout SharedStateStore) throws(ControlError) in try s.unlock(client: client, keys: keys, now: now) }
                 reply(identity, .success(id: request.id, ["version": .number(Double(store.version))]))
             case .bye:
                 clientLeft(client)
@@ -277,7 +277,9 @@ public final class ControlWorker {
         }
         if let error = reply.error { return .failure(ControlError(.refused, error, requestID: requestID)) }
         var result: [String: JSONValue] = [:]
-        if let text = reply.result, let value = try? JSONValue.decode(Array(text.utf8)), case .object(let object) = value { result = object }
+        if let text = reply.result, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), case .object(let object) = value {
+            result = object
+        }
         result["applied_step"] = .number(Double(reply.appliedStep))
         return .success(id: requestID, .object(result))
     }
@@ -287,7 +289,7 @@ public final class ControlWorker {
     func clientLeft(_ client: String) {
         _ = sessions.remove(client)
         limiter.remove(client: client)
-        try? changeStore { $0.clientLeft(client) }
+        try? changeStore { (s: inout SharedStateStore) throws(ControlError) in s.clientLeft(client) }
     }
 
     func housekeeping(now: Double) {
@@ -297,7 +299,7 @@ public final class ControlWorker {
         }
         var next = store
         next.expire(now: now)
-        if next.version != store.version { try? changeStore { $0.expire(now: now) } }
+        if next.version != store.version { try? changeStore { (s: inout SharedStateStore) throws(ControlError) in s.expire(now: now) } }
         limiter.forgetIdle(now: now)
     }
 }

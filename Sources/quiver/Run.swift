@@ -183,7 +183,7 @@ struct Run: ParsableCommand {
         defer { for name in ["frames", "heartbeat", "control", "state"] { unlink(directory.path + "/\(name).ipc") } }
         // Engine <-> control wake-ups: "commands posted" and "commands done" (owned here, so a
         // restarted worker keeps them).
-        let posted = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)), done = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        let posted = qv_os_eventfd(), done = qv_os_eventfd()
         guard posted >= 0, done >= 0 else { throw ValidationError("eventfd: \(String(cString: strerror(errno)))") }
         defer { Glibc.close(posted); Glibc.close(done) }
         let key = ConnectionInfo.randomKey()

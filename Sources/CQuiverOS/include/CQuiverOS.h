@@ -35,4 +35,6 @@ int qv_os_accept(int listen_fd);
 /* The path of this process's executable (from /proc/self/exe) into buf; 0 or -1. */
 int qv_os_executable_path(char *buf, size_t size);
 #include "qv_signal.h"
+/* A non-blocking, close-on-exec eventfd (a counter one process writes and another polls). -1 on error. */
+int qv_os_eventfd(void);
 #endif

@@ -1,0 +1,294 @@
+import Foundation
+import QuiverControl
+import QuiverSharedMemory
+import QuiverSupervisor
+import QuiverWire
+import QuiverZMQ
+import Testing
+
+extension TestServer {
+    func commandClient(_ id: String? = nil, timeout: Double = 5) throws -> CommandClient {
+        let c = try #require(connection)
+        return try CommandClient(endpoint: try #require(c.endpoints["control"]), keyHex: c.key, clientID: id, timeout: .milliseconds(Int(timeout * 1000)))
+    }
+
+    func segment() throws -> SharedSegment { try SharedSegment.open(name: try #require(connection?.segment)) }
+}
+
+/// The newest frame's step, from shared memory.
+func newestStep(_ segment: SharedSegment) -> UInt64? { segment.latestFrameScalars().map(\.step) }
+
+func number(_ reply: CommandReply, _ key: String) -> Double? { reply.result?.objectValue?[key]?.numberValue }
+
+@Suite("Control: signed commands, pause and step, interactive forces, shared state", .serialized)
+struct ControlTests {
+    @Test("pause stops the step counter and new frames; play resumes from the same step; step N takes N steps and pauses")
+    func pausePlayStep() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        let paused = try client.send("pause")
+        #expect(paused.isOK, "\(paused)")
+        let at = try #require(number(paused, "applied_step"))
+        usleep(100_000)
+        let frames = segment.framesPublished
+        let step = newestStep(segment)
+        #expect(step == UInt64(at), "the paused frame shows the step the pause took effect at")
+        usleep(400_000)
+        #expect(newestStep(segment) == step, "the step moved while paused")
+        #expect(segment.framesPublished == frames, "frames were published while paused")
+        #expect(try client.send("pause").isOK, "a second pause is harmless")
+        let again = try client.send("get", args: ["names": ["step", "paused"]])
+        #expect(number(again, "step") == at && again.result?.objectValue?["paused"]?.boolValue == true)
+
+        let stepped = try client.send("step", args: ["count": 7])
+        #expect(stepped.isOK && number(stepped, "until_step") == at + 7)
+        #expect(eventually(within: 3) { newestStep(segment) == UInt64(at) + 7 })
+        usleep(200_000)
+        #expect(newestStep(segment) == UInt64(at) + 7, "step 7 must pause again at \(at + 7)")
+
+        let play = try client.send("play")
+        #expect(play.isOK && number(play, "applied_step") == at + 7)
+        #expect(try client.send("play").isOK, "a second play is harmless")
+        #expect(eventually(within: 3) { (newestStep(segment) ?? 0) > UInt64(at) + 20 })
+    }
+
+    @Test("unsigned, wrongly signed, stale and replayed commands are refused and change nothing")
+    func signing() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        let pauseFrames = client.sign(client.makeRequest("pause"))
+        let first = try client.sendRaw(frames: pauseFrames)
+        #expect(first.isOK)
+        let pausedAt = try #require(newestStep(segment))
+
+        let play = client.makeRequest("play")
+        let unsigned = try client.sendRaw(frames: [play.body])
+        #expect(unsigned.error?.code == .unsigned)
+        var tampered = client.sign(play)
+        tampered[1][0] ^= 1
+        #expect(try client.sendRaw(frames: tampered).error?.code == .badSignature)
+        let otherKey = try CommandClient(endpoint: try #require(server.connection?.endpoints["control"]),
+                                         keyHex: String(repeating: "ab", count: 32))
+        #expect(try otherKey.send("play").error?.code == .badSignature)
+        var old = client.makeRequest("play")
+        old.time -= 120
+        #expect(try client.sendRaw(frames: client.sign(old)).error?.code == .stale)
+        usleep(300_000)
+        #expect(newestStep(segment) == pausedAt, "a refused play must leave the run paused")
+
+        // Replaying the signed pause while running is refused, and the run keeps running.
+        #expect(try client.send("play").isOK)
+        let replay = try client.sendRaw(frames: pauseFrames)
+        #expect(replay.error?.code == .replayed)
+        let before = newestStep(segment) ?? 0
+        #expect(eventually(within: 2) { (newestStep(segment) ?? 0) > before + 10 })
+    }
+
+    @Test("bad arguments get a clear error and never reach the engine; a thermostat setting on an NVE run is refused")
+    func validation() throws {
+        let server = try TestServer(["--system", "lj", "--cells", "4"])
+        let client = try server.commandClient()
+        let outOfRange = try client.send("interaction.set", args: ["id": "a", "type": "spring", "position": [1, 1, 1], "particles": [0, 256]])
+        #expect(outOfRange.error?.code == .invalidArgument && outOfRange.error?.message.contains("256") == true, "\(outOfRange)")
+        let huge = try client.send("interaction.set", args: ["id": "a", "type": "spring", "position": [1, 1, 1e400], "particles": [0]])
+        #expect(huge.error != nil)
+        #expect(try client.send("step", args: ["count": 0]).error?.code == .invalidArgument)
+        #expect(try client.send("warp").error?.code == .unknownCommand)
+        let thermostat = try client.send("set", args: ["values": ["temperature": 300]])
+        #expect(thermostat.error?.code == .refused && thermostat.error?.message.contains("thermostat") == true, "\(thermostat)")
+        let list = try client.send("interaction.list")
+        #expect(list.result?.objectValue?["interactions"]?.arrayValue?.isEmpty == true)
+        let interval = try client.send("set", args: ["values": ["frame_interval": 3, "max_steps_per_second": 200]])
+        #expect(interval.isOK && number(interval, "frame_interval") == 3, "\(interval)")
+        // the throttle holds: about 200 steps/s
+        let segment = try server.segment()
+        let s0 = newestStep(segment) ?? 0
+        usleep(1_000_000)
+        let rate = Double((newestStep(segment) ?? 0) - s0)
+        #expect(rate > 100 && rate < 260, "throttled to 200 steps/s, measured \(rate)")
+    }
+
+    @Test("a spring pulls the atoms' centre of mass to the target; frames carry user forces, energy and work; removing it stops the pull")
+    func springPull() throws {
+        let server = try TestServer(["--frame-interval", "2", "--codec", "lossless"])
+        let client = try server.commandClient()
+        let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        let atoms = [0, 1, 2, 3]
+        guard let first = try frames.nextFrame(timeout: 5)?.frame else { Issue.record("no frame"); return }
+        func com(_ f: Frame) -> SIMD3<Double> {
+            // small group, compact: unwrap relative to the first atom
+            let box = f.box
+            let p0 = SIMD3<Double>(first.positions[atoms[0]])
+            var sum = SIMD3<Double>.zero
+            for a in atoms {
+                var d = SIMD3<Double>(f.positions[a]) - p0
+                d -= box * (d / box).rounded()
+                sum += p0 + d
+            }
+            return sum / Double(atoms.count)
+        }
+        let start = com(first)
+        let target = start + SIMD3(1.0, 0, 0)
+        let set = try client.send("interaction.set", args: [
+            "id": "pull", "type": "spring", "position": .array([target.x, target.y, target.z].map { .number($0) }),
+            "particles": .array(atoms.map { .number(Double($0)) }), "scale": 2000, "lease": 10,
+        ])
+        #expect(set.isOK, "\(set)")
+        var closest = 1.0, withForces = 0
+        var lastWork = 0.0
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && closest > 0.3 {
+            guard let f = try frames.nextFrame(timeout: 1)?.frame else { continue }
+            if let forces = f.userForces, !forces.isEmpty {
+                withForces += 1
+                #expect(Set(forces.map { Int($0.index) }) == Set(atoms))
+            }
+            lastWork = f.userWork ?? 0
+            var d = com(f) - target
+            d -= f.box * (d / f.box).rounded()
+            closest = min(closest, (d * d).sum().squareRoot())
+        }
+        #expect(closest < 0.3, "the centre of mass came no closer than \(closest) nm to the target")
+        #expect(withForces > 0, "no frame carried user forces")
+        #expect(lastWork > 0, "the spring did positive work (got \(lastWork))")
+        let removed = try client.send("interaction.remove", args: ["id": "pull"])
+        #expect(removed.isOK)
+        let after = try #require(number(removed, "applied_step"))
+        var cleared = false
+        for _ in 0..<50 {
+            guard let f = try frames.nextFrame(timeout: 1)?.frame, Double(f.step) > after else { continue }
+            cleared = (f.userForces ?? []).isEmpty && (f.userEnergy ?? 0) == 0
+            break
+        }
+        #expect(cleared, "frames after the removal still carry user forces")
+    }
+
+    @Test("a client killed mid-pull: its interaction ends within the lease")
+    func leaseOnCrash() throws {
+        let server = try TestServer([])
+        let puller = Process()
+        puller.executableURL = QuiverProcess.binary
+        puller.arguments = ["pull", "--atoms", "5,6", "--to", "1,1,1", "--seconds", "60", "--connection", server.directory.path + "/connection.json"]
+        puller.standardOutput = Pipe()
+        puller.standardError = Pipe()
+        try puller.run()
+        let observer = try server.commandClient()
+        func active() throws -> Int { try observer.send("interaction.list").result?.objectValue?["interactions"]?.arrayValue?.count ?? -1 }
+        #expect(try eventually(within: 5) { try active() == 1 }, "the pull never started")
+        kill(puller.processIdentifier, SIGKILL)
+        puller.waitUntilExit()
+        let killedAt = Date()
+        #expect(try eventually(within: 4) { try active() == 0 }, "the dead client's interaction outlived its lease")
+        let ended = Date().timeIntervalSince(killedAt)
+        #expect(ended < 3.0, "ended \(ended) s after the client died (lease 2 s)")
+        #expect(server.err.text.contains("lease ran out") || server.out.text.contains("lease ran out"))
+    }
+
+    @Test("shared state: two clients contend for a lock, one wins, expiry frees it; changes are published; keys of a client that leaves go")
+    func sharedState() throws {
+        let server = try TestServer([])
+        let alice = try server.commandClient("alice"), bob = try server.commandClient("bob")
+        let info = try #require(server.connection)
+        let context = try ZMQContext()
+        defer { context.close() }
+        let sub = try context.socket(.sub, options: ZMQDefaults.socketOptions)
+        defer { sub.close() }
+        try sub.subscribe("state")
+        try sub.connect(try #require(info.endpoints["state"]))
+        var replica = StateReplica()
+        func drain(until: (StateReplica) -> Bool) throws -> Bool {
+            let deadline = Date().addingTimeInterval(3)
+            while Date() < deadline {
+                if let m = try sub.receiveMultipart(timeout: .milliseconds(100)) {
+                    _ = replica.apply(try StateMessage.decode(frames: m, now: Date().timeIntervalSince1970))
+                }
+                if until(replica) { return true }
+            }
+            return false
+        }
+        #expect(try alice.send("state.lock", args: ["keys": ["scene"], "seconds": 1]).isOK)
+        let refused = try bob.send("state.lock", args: ["keys": ["scene"], "seconds": 1])
+        #expect(refused.error?.code == .locked && refused.error?.message.contains("alice") == true, "\(refused)")
+        let blocked = try bob.send("state.update", args: ["set": ["scene": "bob's", "bob.avatar": [1, 2, 3]]])
+        #expect(blocked.error?.code == .locked)
+        #expect(try alice.send("state.update", args: ["set": ["scene": "alice's"], "persist": true]).isOK)
+        #expect(try drain { $0.values["scene"] == "alice's" && $0.values["bob.avatar"] == nil }, "the subscriber never saw alice's update")
+        usleep(1_100_000) // the lock expires
+        #expect(try bob.send("state.update", args: ["set": ["scene": "bob's", "bob.avatar": [1, 2, 3]]]).isOK)
+        #expect(try drain { $0.values["scene"] == "bob's" && $0.values["bob.avatar"] == [1, 2, 3] })
+        // bob leaves: his non-persistent key goes, the shared scene stays
+        #expect(try bob.send("bye").isOK)
+        #expect(try drain { $0.values["bob.avatar"] == nil && $0.values["scene"] == "bob's" })
+        // a late subscriber gets the whole state at once
+        let late = try context.socket(.sub, options: ZMQDefaults.socketOptions)
+        defer { late.close() }
+        try late.subscribe("state")
+        try late.connect(try #require(info.endpoints["state"]))
+        let snapshot = try #require(try late.receiveMultipart(timeout: .seconds(3)))
+        guard case .snapshot(let s) = try StateMessage.decode(frames: snapshot, now: Date().timeIntervalSince1970) else {
+            Issue.record("the first message to a late subscriber is not a snapshot"); return
+        }
+        #expect(s.values["scene"] == "bob's")
+    }
+
+    @Test("SIGKILL the control worker: respawned on the same port, the shared state and the engine's pause survive")
+    func controlRespawn() throws {
+        let server = try TestServer([])
+        let client = try server.commandClient()
+        #expect(try client.send("state.update", args: ["set": ["keep": 42], "persist": true]).isOK)
+        #expect(try client.send("pause").isOK)
+        let pid = try #require((try server.status()["workers"] as? [[String: Any]])?.first { $0["role"] as? String == "control" }?["pid"] as? Int)
+        kill(Int32(pid), SIGKILL)
+        #expect(try eventually(within: 5) { (try? client.send("state.get", args: ["keys": ["keep"]]))?.result?.objectValue?["values"]?.objectValue?["keep"] == 42 })
+        let segment = try server.segment()
+        let s = newestStep(segment)
+        usleep(300_000)
+        #expect(newestStep(segment) == s, "the engine must stay paused")
+        // and the engine killed while paused comes back paused
+        let engine = try server.engine()
+        kill(engine.pid, SIGKILL)
+        #expect(try eventually(within: 5) { let e = try server.engine(); return e.pid != engine.pid && e.pid != 0 })
+        usleep(500_000)
+        let get = try client.send("get", args: ["names": ["paused"]])
+        #expect(get.result?.objectValue?["paused"]?.boolValue == true, "\(get)")
+    }
+
+    @Test("too many requests per second from one client are rate-limited; others are served")
+    func rateLimit() throws {
+        let server = try TestServer([])
+        let client = try server.commandClient("flood")
+        let c = try #require(server.connection)
+        let context = try ZMQContext()
+        defer { context.close() }
+        let dealer = try context.socket(.dealer, options: ZMQDefaults.socketOptions + [.linger(.zero)])
+        defer { dealer.close() }
+        try dealer.connect(try #require(c.endpoints["control"]))
+        for _ in 0..<800 { try dealer.sendMultipart(client.sign(client.makeRequest("get", args: ["names": ["step"]]))) }
+        var limited = 0, ok = 0
+        while ok + limited < 800, let m = try dealer.receiveMultipart(timeout: .seconds(5)) {
+            let r = try CommandReply.decode(frames: m, verifyingWith: try CommandSigner(keyHex: c.key))
+            if r.error?.code == .rateLimited { limited += 1 } else if r.isOK { ok += 1 }
+        }
+        #expect(limited > 0 && ok >= 400, "ok \(ok), rate-limited \(limited)")
+        let other = try server.commandClient("calm")
+        #expect(try other.send("get").isOK)
+    }
+
+    @Test("quiver cmd prints the reply; a refused command exits 1 with the reason")
+    func cmdCLI() throws {
+        let server = try TestServer([])
+        let file = server.directory.path + "/connection.json"
+        let r = try QuiverProcess.run(["cmd", "get", "names=[\"atoms\",\"temperature\"]", "--connection", file], timeout: 30)
+        #expect(r.status == 0, "\(r.stderr)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(result["atoms"] as? Int == 500 && (result["temperature"] as? Double).map { abs($0 - 94.4) < 1e-9 } == true, "\(result)")
+        let bad = try QuiverProcess.run(["cmd", "step", "count=-3", "--connection", file], timeout: 30)
+        #expect(bad.status == 1 && bad.stderr.contains("invalid_argument") && bad.stderr.contains("count"), "\(bad.stderr)")
+        let json = try QuiverProcess.run(["cmd", "list", "--format", "json", "--connection", file], timeout: 30)
+        #expect(json.status == 0 && json.stdout.contains("\"interaction.set\""))
+        let none = try QuiverProcess.run(["cmd", "pause", "--connection", "/nonexistent/connection.json"], timeout: 30)
+        #expect(none.status != 0 && none.stderr.contains("connection file"))
+    }
+}
