@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "QuiverWire", targets: ["QuiverWire"]),
         .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
         .library(name: "QuiverControl", targets: ["QuiverControl"]),
+        // The C header of force-field plugins (quiver_plugin.h), for packages that build plugins.
+        .library(name: "QuiverPluginABI", targets: ["CQuiverPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,6 +29,9 @@ let package = Package(
             name: "CQuiverShm",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // The C ABI of force-field plugins (shared libraries loaded with dlopen): one header,
+        // docs/plugins.md.
+        .target(name: "CQuiverPlugin"),
         // Process plumbing: posix_spawn without inherited descriptors, parent-death signal, signalfd.
         .target(name: "CQuiverOS", cSettings: [.define("_GNU_SOURCE")]),
         // System libraries, settled now; later work (frames, compression, linear algebra) uses them.
@@ -48,7 +53,7 @@ let package = Package(
         // The Swift engine API: systems, force fields, integrators, simulations.
         .target(
             name: "QuiverEngine",
-            dependencies: ["CQuiverCore"]
+            dependencies: ["CQuiverCore", "CQuiverPlugin"]
         ),
         // POSIX shared-memory segments of a run, in Swift.
         .target(

@@ -16,6 +16,7 @@ struct IntList: ExpressibleByArgument {
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
         values = parts.map { $0! }
     }
+    var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
 
 struct Bench: ParsableCommand {
@@ -50,10 +51,20 @@ struct Bench: ParsableCommand {
     @Option(help: "Output: table or json (one object per run, one per line).")
     var format: OutputFormat = .table
 
+    @Option(help: "Spring interactions (interactive forces) active during the timed run, each on its own 10 atoms, or a comma-separated list (0,10 measures the baseline and the cost in one call).")
+    var interactions: IntList = IntList(argument: "0")!
+
     func validate() throws {
         guard cells.values.allSatisfy({ $0 >= 1 && $0 <= 200 }) else { throw ValidationError("--cells must be between 1 and 200") }
         guard steps >= 1 && steps <= 100_000_000 else { throw ValidationError("--steps must be between 1 and 10^8") }
         if let threads { guard threads.values.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else { throw ValidationError("--threads must be between 1 and 1024") } }
+        guard interactions.values.allSatisfy({ $0 >= 0 && $0 <= 100_000 }) else { throw ValidationError("--interactions must be between 0 and 100000") }
+        for c in cells.values {
+            let atoms = 4 * c * c * c
+            if let n = interactions.values.first(where: { $0 * BenchResult.atomsPerInteraction > atoms }) {
+                throw ValidationError("--interactions \(n) needs \(n * BenchResult.atomsPerInteraction) atoms, --cells \(c) has \(atoms)")
+            }
+        }
         guard kernel.isSupported else { throw ValidationError("--kernel \(kernel.rawValue) is not supported on this CPU (it needs AVX2 and FMA)") }
     }
 
@@ -63,13 +74,16 @@ struct Bench: ParsableCommand {
         if format == .table { print(BenchResult.tableHeader) }
         for c in cells.values {
             for t in threadList {
-                let result = try BenchResult.measure(system: system, cells: c, steps: steps, threads: t, kernel: kernel, seed: seed)
-                results.append(result)
-                switch format {
-                case .json: print(result.json)
-                case .table: print(result.tableRow)
+                for n in interactions.values {
+                    let result = try BenchResult.measure(system: system, cells: c, steps: steps, threads: t, kernel: kernel, seed: seed,
+                                                         interactions: n)
+                    results.append(result)
+                    switch format {
+                    case .json: print(result.json)
+                    case .table: print(result.tableRow)
+                    }
+                    fflush(nil)
                 }
-                fflush(nil)
             }
         }
     }
@@ -93,11 +107,16 @@ struct BenchResult {
     let neighborBytes: Int
     let stateBytes: Int
     let peakRSS: Int
+    let interactions: Int
 
     var atomStepsPerSecond: Double { Double(atoms) * Double(steps) / seconds }
     var nsPerDay: Double { Double(steps) * timestep / 1000 / seconds * 86400 }
 
-    static func measure(system: Bench.SystemName, cells: Int, steps: Int, threads: Int, kernel: KernelVariant, seed: UInt64) throws -> BenchResult {
+    /// Atoms per benchmark interaction (disjoint groups of consecutive atoms).
+    static let atomsPerInteraction = 10
+
+    static func measure(system: Bench.SystemName, cells: Int, steps: Int, threads: Int, kernel: KernelVariant, seed: UInt64,
+                        interactions: Int = 0) throws -> BenchResult {
         let setupStart = DispatchTime.now()
         let setup: SimulationSetup
         switch system {
@@ -105,8 +124,10 @@ struct BenchResult {
         case .argon: setup = try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
         }
         let lj = LennardJones(setup.lennardJones)
-        let sim = try Simulation(system: setup.system, forceFields: [lj], integrator: setup.integrator,
+        let user = InteractiveForces()
+        let sim = try Simulation(system: setup.system, forceFields: interactions > 0 ? [lj, user] : [lj], integrator: setup.integrator,
                                  options: SimulationOptions(threads: threads, seed: seed, kernel: kernel))
+        try addSprings(interactions, to: user, simulation: sim, lennardJones: setup.lennardJones)
         let e0 = try sim.energies()
         let setupSeconds = elapsedSeconds(since: setupStart)
         let start = DispatchTime.now()
@@ -120,13 +141,35 @@ struct BenchResult {
             epairStep0: e0.potential / n, etotalStep0: e0.total / n, etotalEnd: e1.total / n,
             temperatureStep0: e0.temperature, temperatureEnd: e1.temperature,
             rebuilds: lj.statistics.rebuilds, neighborBytes: lj.statistics.bytes,
-            stateBytes: sim.count * (12 * 4 + 3 * 4), peakRSS: ResourceUsage.peakResidentBytes)
+            stateBytes: sim.count * (12 * 4 + 3 * 4), peakRSS: ResourceUsage.peakResidentBytes, interactions: interactions)
+    }
+
+    /// `count` springs, interaction k on atoms 10k ..< 10k + 10, each pulling its group's centre of
+    /// mass toward a point half a sigma away (stiffness 10 eps / sigma^2): a steady, modest pull.
+    static func addSprings(_ count: Int, to user: InteractiveForces, simulation sim: Simulation, lennardJones: LennardJones.Parameters) throws {
+        guard count > 0 else { return }
+        let positions = sim.unwrappedPositions()
+        let box = SIMD3<Double>(sim.box.x, sim.box.y, sim.box.z)
+        let sigma = lennardJones.sigma[0], epsilon = lennardJones.epsilon[0]
+        for k in 0..<count {
+            let group = Array(k * atomsPerInteraction ..< (k + 1) * atomsPerInteraction)
+            let first = positions[group[0]]
+            var sum = SIMD3<Double>.zero
+            for i in group {
+                var d = positions[i] - first
+                d -= box * (d / box).rounded(.toNearestOrEven)
+                sum += d
+            }
+            let centre = first + sum / Double(group.count)
+            try user.set(Interaction(id: "bench-\(k)", kind: .spring, position: centre + SIMD3(0.5 * sigma, 0, 0), particles: group,
+                                     scale: 10 * epsilon / (sigma * sigma)))
+        }
     }
 
     static let tableHeader = [
         pad("system", 7), pad("atoms", 9), pad("threads", 8), pad("kernel", 7), pad("steps", 7), pad("seconds", 9),
         pad("Matom-steps/s", 14), pad("ns/day", 10), pad("Epair/N step0", 14), pad("Etot/N drift", 13), pad("rebuilds", 9),
-        pad("peak RSS MiB", 12),
+        pad("peak RSS MiB", 12), pad("interactions", 12),
     ].joined(separator: " ")
 
     var tableRow: String {
@@ -136,6 +179,7 @@ struct BenchResult {
             BenchResult.pad(String(format: "%.3f", atomStepsPerSecond / 1e6), 14), BenchResult.pad(String(format: "%.1f", nsPerDay), 10),
             BenchResult.pad(String(format: "%.7f", epairStep0), 14), BenchResult.pad(String(format: "%.2e", etotalEnd - etotalStep0), 13),
             BenchResult.pad("\(rebuilds)", 9), BenchResult.pad(String(format: "%.1f", Double(peakRSS) / 1048576), 12),
+            BenchResult.pad("\(interactions)", 12),
         ].joined(separator: " ")
     }
 
@@ -148,7 +192,7 @@ struct BenchResult {
             ("etotal_per_atom_end", num(etotalEnd)), ("energy_drift_per_atom", num(etotalEnd - etotalStep0)),
             ("temperature_step0", num(temperatureStep0)), ("temperature_end", num(temperatureEnd)),
             ("neighbor_rebuilds", "\(rebuilds)"), ("neighbor_bytes", "\(neighborBytes)"), ("state_bytes", "\(stateBytes)"),
-            ("peak_rss_bytes", "\(peakRSS)"),
+            ("peak_rss_bytes", "\(peakRSS)"), ("interactions", "\(interactions)"),
         ]
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
