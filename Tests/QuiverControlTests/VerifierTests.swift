@@ -26,6 +26,19 @@ struct VerifierTests {
             #"{"args":{"count":5},"client":"alice","command":"step","id":"r1","nonce":"00112233445566778899aabbccddeeff","time":999997}"#)
     }
 
+    @Test("a body and signature made by Python's json and hmac (docs/control.md) verify and parse")
+    func pythonClient() throws {
+        // python3: body = json.dumps(req, allow_nan=False).encode(); hmac.new(bytes(range(32)), body, hashlib.sha256).hexdigest()
+        let body = bytes(#"{"id": "1", "client": "py-1a2b", "nonce": "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f", "time": 1767000000.25, "command": "set", "args": {"values": {"temperature": 300, "timestep": 0.002}}}"#)
+        let signature = try #require(Hex.decode("5e9ce96574f2fbb1cedc42f5865f1161386d31f02ff6bbe97d23867f189365fb"))
+        let v = Ref(try verifier())
+        let result = v.value.verify(frames: [body, signature], now: 1_767_000_001)
+        let expected = CommandRequest(id: "1", client: "py-1a2b", nonce: String(repeating: "5f", count: 16), time: 1_767_000_000.25,
+                                      command: "set", args: ["values": ["temperature": 300, "timestep": 0.002]])
+        #expect(result == .success(expected))
+        #expect(try CommandCatalog.parse(expected, atomCount: 10) == .set(values: [.temperature: 300, .timestep: 0.002]))
+    }
+
     @Test("one frame: unsigned; an empty signature frame: unsigned")
     func unsigned() throws {
         let v = Ref(try verifier())
