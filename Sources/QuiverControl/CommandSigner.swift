@@ -85,3 +85,10 @@ public struct CommandSigner: Sendable {
         return out
     }
 }
+
+/// Never show the key: in logs, test failures or `dump`.
+extension CommandSigner: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "CommandSigner(key: <redacted>)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
+}

@@ -28,6 +28,9 @@ public enum ControlDefaults {
     /// Most clients the rate limiter tracks at once; new clients beyond it are refused until
     /// others go idle.
     public static let rateLimitedClients = 10_000
+    /// A client not heard from for this long (no request, not even `renew`) is considered gone:
+    /// its interactions, locks and non-persistent state are dropped (`ClientSessions`).
+    public static let sessionLease: Double = 30
     /// Client reply timeout.
     public static let clientTimeout: Duration = .seconds(5)
 

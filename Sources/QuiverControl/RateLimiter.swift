@@ -49,8 +49,9 @@ public struct RateLimiter: Sendable {
         let elapsed = max(0, now - bucket.last)
         bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
         bucket.last = max(bucket.last, now)
-        let allowed = bucket.tokens >= 1
-        if allowed { bucket.tokens -= 1 }
+        // A hair of tolerance: refills computed from decimal times (0.1 s at 10/s) land on 0.99999...
+        let allowed = bucket.tokens >= 1 - 1e-9
+        if allowed { bucket.tokens = max(0, bucket.tokens - 1) }
         buckets[client] = bucket
         return allowed
     }

@@ -90,6 +90,13 @@ public struct SharedStateStore: Sendable {
         public var persist: Bool
         /// Bytes of the value's JSON encoding.
         public var bytes: Int
+
+        public init(value: JSONValue, owner: String, persist: Bool, bytes: Int) {
+            self.value = value
+            self.owner = owner
+            self.persist = persist
+            self.bytes = bytes
+        }
     }
 
     public let limits: Limits

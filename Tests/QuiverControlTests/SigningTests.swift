@@ -63,6 +63,11 @@ struct SigningTests {
         #expect(!signer.isValid(signature: Array(sig.prefix(31)), for: body))
         #expect(!signer.isValid(signature: sig + [0], for: body))
         #expect(!signer.isValid(signature: [], for: body))
+        // The key never shows in descriptions (test failures, logs).
+        #expect("\(signer)" == "CommandSigner(key: <redacted>)")
+        var dumped = ""
+        dump(signer, to: &dumped)
+        #expect(!dumped.contains("31"))
         // The empty message signs and verifies too.
         #expect(signer.isValid(signature: signer.signature(for: []), for: []))
     }

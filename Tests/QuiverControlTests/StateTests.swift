@@ -160,12 +160,13 @@ struct StateTests {
         try store.lock(client: "a", keys: ["z"], seconds: 5, now: 0)
         try store.unlock(client: "a", keys: ["z"], now: 1)
         let d1 = store.takeDelta()
-        #expect(d1 == StateDelta(version: 6, base: 0, values: ["x": 2, "y": nil, "z": 3],
-                                 locks: ["x": StateLock(owner: "a", expires: 5), "z": .some(nil)]))
+        let locks1: [String: StateLock?] = ["x": StateLock(owner: "a", expires: 5), "z": nil]
+        #expect(d1 == StateDelta(version: 6, base: 0, values: ["x": 2, "y": nil, "z": 3], locks: locks1))
         #expect(store.takeDelta() == nil)
         store.expire(now: 10)
         let d2 = store.takeDelta()
-        #expect(d2 == StateDelta(version: 7, base: 6, values: [:], locks: ["x": .some(nil)]))
+        let locks2: [String: StateLock?] = ["x": nil]
+        #expect(d2 == StateDelta(version: 7, base: 6, values: [:], locks: locks2))
     }
 
     @Test("state messages: JSON layout, round trip, relative lock times")
@@ -198,10 +199,10 @@ struct StateTests {
     @Test("a replica applies a snapshot then deltas, ignores old ones, notices gaps")
     func replica() throws {
         var store = SharedStateStore()
-        var early = StateReplica()     // subscribed from the start
+        let early = Ref(StateReplica())     // subscribed from the start
         try store.update(client: "a", set: ["x": 1], persist: false, now: 0)
         let d1 = store.takeDelta()!
-        #expect(early.apply(.delta(d1)) == .applied)
+        #expect(early.value.apply(.delta(d1)) == .applied)
         try store.update(client: "a", set: ["y": 2], persist: false, now: 0)
         try store.lock(client: "a", keys: ["y"], seconds: 10, now: 0)
         let snapshot = store.snapshot()                           // version 3
@@ -211,25 +212,25 @@ struct StateTests {
         let d3 = store.takeDelta()!                               // base 4, version 5
 
         // A late joiner: snapshot at 3, then d2 (base 1 <= 3: it covers everything since), then d3.
-        var late = StateReplica()
-        #expect(late.apply(.snapshot(snapshot)) == .applied)
-        #expect(late.version == 3)
-        #expect(late.activeLock("y", now: 5)?.owner == "a")
-        #expect(late.apply(.delta(d1)) == .ignored)
-        #expect(late.apply(.delta(d2)) == .applied)
-        #expect(late.apply(.delta(d2)) == .ignored)
-        #expect(late.apply(.delta(d3)) == .applied)
-        #expect(late.values == store.snapshot().values)
-        #expect(late.values == ["y": 2, "z": 4])
-        #expect(late.isConsistent)
-        #expect(late.apply(.snapshot(snapshot)) == .ignored)      // older than the replica
+        let late = Ref(StateReplica())
+        #expect(late.value.apply(.snapshot(snapshot)) == .applied)
+        #expect(late.value.version == 3)
+        #expect(late.value.activeLock("y", now: 5)?.owner == "a")
+        #expect(late.value.apply(.delta(d1)) == .ignored)
+        #expect(late.value.apply(.delta(d2)) == .applied)
+        #expect(late.value.apply(.delta(d2)) == .ignored)
+        #expect(late.value.apply(.delta(d3)) == .applied)
+        #expect(late.value.values == store.snapshot().values)
+        #expect(late.value.values == ["y": 2, "z": 4])
+        #expect(late.value.isConsistent)
+        #expect(late.value.apply(.snapshot(snapshot)) == .ignored)      // older than the replica
 
         // The early replica misses d2: d3 is applied but flagged, until the next snapshot.
-        #expect(early.apply(.delta(d3)) == .appliedWithGap)
-        #expect(!early.isConsistent)
-        #expect(early.values == ["x": 1, "z": 4])                 // x's removal was missed
-        #expect(early.apply(.snapshot(store.snapshot())) == .applied)
-        #expect(early.isConsistent)
-        #expect(early.values == ["y": 2, "z": 4])
+        #expect(early.value.apply(.delta(d3)) == .appliedWithGap)
+        #expect(!early.value.isConsistent)
+        #expect(early.value.values == ["x": 1, "z": 4])                 // x's removal was missed
+        #expect(early.value.apply(.snapshot(store.snapshot())) == .applied)
+        #expect(early.value.isConsistent)
+        #expect(early.value.values == ["y": 2, "z": 4])
     }
 }

@@ -157,3 +157,9 @@ func controlError(_ body: () throws -> Void) -> ControlError? {
         return ControlError(.internal, "unexpected error \(error)")
     }
 }
+
+/// A mutable value behind a reference, so mutating calls can sit inside `#expect(...)`.
+final class Ref<Value> {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -16,68 +16,81 @@ struct VerifierTests {
 
     @Test("a signed, fresh request passes with every field")
     func accepts() throws {
-        var v = try verifier()
+        let v = Ref(try verifier())
         let r = request("step", args: ["count": 5], time: now - 3)
-        let result = v.verify(frames: r.frames(signedWith: try makeSigner()), now: now)
+        let result = v.value.verify(frames: r.frames(signedWith: try makeSigner()), now: now)
         #expect(result == .success(r))
-        #expect(v.rememberedNonces == 1)
+        #expect(v.value.rememberedNonces == 1)
         // The body is the exact JSON a Python client would send, keys sorted.
         #expect(String(decoding: r.body, as: UTF8.self) ==
             #"{"args":{"count":5},"client":"alice","command":"step","id":"r1","nonce":"00112233445566778899aabbccddeeff","time":999997}"#)
     }
 
+    @Test("a body and signature made by Python's json and hmac (docs/control.md) verify and parse")
+    func pythonClient() throws {
+        // python3: body = json.dumps(req, allow_nan=False).encode(); hmac.new(bytes(range(32)), body, hashlib.sha256).hexdigest()
+        let body = bytes(#"{"id": "1", "client": "py-1a2b", "nonce": "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f", "time": 1767000000.25, "command": "set", "args": {"values": {"temperature": 300, "timestep": 0.002}}}"#)
+        let signature = try #require(Hex.decode("5e9ce96574f2fbb1cedc42f5865f1161386d31f02ff6bbe97d23867f189365fb"))
+        let v = Ref(try verifier())
+        let result = v.value.verify(frames: [body, signature], now: 1_767_000_001)
+        let expected = CommandRequest(id: "1", client: "py-1a2b", nonce: String(repeating: "5f", count: 16), time: 1_767_000_000.25,
+                                      command: "set", args: ["values": ["temperature": 300, "timestep": 0.002]])
+        #expect(result == .success(expected))
+        #expect(try CommandCatalog.parse(expected, atomCount: 10) == .set(values: [.temperature: 300, .timestep: 0.002]))
+    }
+
     @Test("one frame: unsigned; an empty signature frame: unsigned")
     func unsigned() throws {
-        var v = try verifier()
+        let v = Ref(try verifier())
         let body = request(time: now).body
-        let one = v.verify(frames: [body], now: now)
+        let one = v.value.verify(frames: [body], now: now)
         #expect(code(one) == .unsigned)
-        #expect(code(v.verify(frames: [body, []], now: now)) == .unsigned)
+        #expect(code(v.value.verify(frames: [body, []], now: now)) == .unsigned)
         // Unsigned errors carry no request id: the body was not read.
         if case .failure(let e) = one { #expect(e.requestID == nil) }
-        #expect(v.rememberedNonces == 0)
+        #expect(v.value.rememberedNonces == 0)
     }
 
     @Test("a tampered body, a wrong key, a short signature: bad_signature")
     func badSignature() throws {
-        var v = try verifier()
+        let v = Ref(try verifier())
         let signer = try makeSigner()
         var frames = request(time: now).frames(signedWith: signer)
         frames[0] = bytes(String(decoding: frames[0], as: UTF8.self).replacingOccurrences(of: "play", with: "rest"))
-        #expect(code(v.verify(frames: frames, now: now)) == .badSignature)
+        #expect(code(v.value.verify(frames: frames, now: now)) == .badSignature)
         let wrongKey = request(time: now).frames(signedWith: try makeSigner(otherKeyHex))
-        #expect(code(v.verify(frames: wrongKey, now: now)) == .badSignature)
+        #expect(code(v.value.verify(frames: wrongKey, now: now)) == .badSignature)
         let good = request(time: now).frames(signedWith: signer)
-        #expect(code(v.verify(frames: [good[0], Array(good[1].prefix(16))], now: now)) == .badSignature)
+        #expect(code(v.value.verify(frames: [good[0], Array(good[1].prefix(16))], now: now)) == .badSignature)
         // The signature is checked before the JSON: garbage with a bad signature is bad_signature,
         // garbage with a good one is malformed.
-        #expect(code(v.verify(frames: [bytes("{not json"), good[1]], now: now)) == .badSignature)
-        #expect(code(v.verify(frames: signed(bytes("{not json"), signer), now: now)) == .malformed)
-        #expect(v.rememberedNonces == 0)
+        #expect(code(v.value.verify(frames: [bytes("{not json"), good[1]], now: now)) == .badSignature)
+        #expect(code(v.value.verify(frames: signed(bytes("{not json"), signer), now: now)) == .malformed)
+        #expect(v.value.rememberedNonces == 0)
     }
 
     @Test("size is checked first: a body over 1 MiB is malformed even unsigned or signed")
     func tooBig() throws {
-        var v = try verifier()
+        let v = Ref(try verifier())
         let signer = try makeSigner()
         let big = [UInt8](repeating: 0x20, count: ControlDefaults.maxBodyBytes + 1)
-        let unsignedResult = v.verify(frames: [big], now: now)
+        let unsignedResult = v.value.verify(frames: [big], now: now)
         #expect(unsignedResult == .failure(ControlError(.malformed, "body of 1048577 bytes exceeds the limit of 1048576")))
-        #expect(code(v.verify(frames: signed(big, signer), now: now)) == .malformed)
+        #expect(code(v.value.verify(frames: signed(big, signer), now: now)) == .malformed)
         // Exactly at the limit is read (and here fails as JSON: only spaces).
         let atLimit = [UInt8](repeating: 0x20, count: ControlDefaults.maxBodyBytes)
-        #expect(code(v.verify(frames: signed(atLimit, signer), now: now)) == .malformed)
-        #expect(code(v.verify(frames: [], now: now)) == .malformed)
+        #expect(code(v.value.verify(frames: signed(atLimit, signer), now: now)) == .malformed)
+        #expect(code(v.value.verify(frames: [], now: now)) == .malformed)
         let good = request(time: now).frames(signedWith: signer)
-        #expect(code(v.verify(frames: good + [[1]], now: now)) == .malformed)
+        #expect(code(v.value.verify(frames: good + [[1]], now: now)) == .malformed)
     }
 
     @Test("stale and future-dated requests, just inside and just outside the window")
     func stale() throws {
-        var v = try verifier(window: 30)
+        let v = Ref(try verifier(window: 30))
         let signer = try makeSigner()
         func at(_ t: Double, _ nonce: String) -> Result<CommandRequest, ControlError> {
-            v.verify(frames: request(nonce: nonce, time: t).frames(signedWith: signer), now: now)
+            v.value.verify(frames: request(nonce: nonce, time: t).frames(signedWith: signer), now: now)
         }
         let old = at(now - 30.5, "aaaaaaaaaaaaaaaa")
         #expect(old == .failure(ControlError(.stale, "request time is 31 s old; the window is 30 s (check the client's clock)", requestID: "r1")))
@@ -86,76 +99,76 @@ struct VerifierTests {
         #expect(code(at(now - 30, "cccccccccccccccc")) == nil)
         #expect(code(at(now + 30, "dddddddddddddddd")) == nil)
         // Stale requests do not use up their nonce.
-        #expect(v.rememberedNonces == 2)
+        #expect(v.value.rememberedNonces == 2)
     }
 
     @Test("a replayed nonce is rejected within 2 x window, per client, case-insensitively")
     func replay() throws {
-        var v = try verifier(window: 30)
+        let v = Ref(try verifier(window: 30))
         let signer = try makeSigner()
         let frames = request(time: now).frames(signedWith: signer)
-        #expect(code(v.verify(frames: frames, now: now)) == nil)
-        let again = v.verify(frames: frames, now: now + 1)
+        #expect(code(v.value.verify(frames: frames, now: now)) == nil)
+        let again = v.value.verify(frames: frames, now: now + 1)
         #expect(again == .failure(ControlError(.replayed, "nonce already used by client 'alice'", requestID: "r1")))
         // The same nonce in upper case, with another id and time: still a replay.
         let upper = request(id: "r2", nonce: "00112233445566778899AABBCCDDEEFF", time: now + 5).frames(signedWith: signer)
-        #expect(code(v.verify(frames: upper, now: now + 5)) == .replayed)
+        #expect(code(v.value.verify(frames: upper, now: now + 5)) == .replayed)
         // Another client may use the same nonce.
         let bob = request(client: "bob", time: now).frames(signedWith: signer)
-        #expect(code(v.verify(frames: bob, now: now + 2)) == nil)
+        #expect(code(v.value.verify(frames: bob, now: now + 2)) == nil)
         // A nonce recorded at `now` is remembered until now + 60; a request re-dated within the
         // window to reuse it after that is accepted (it would have been fresh anyway).
         let later = request(id: "r3", time: now + 59).frames(signedWith: signer)
-        #expect(code(v.verify(frames: later, now: now + 59.9)) == .replayed)
+        #expect(code(v.value.verify(frames: later, now: now + 59.9)) == .replayed)
         let afterExpiry = request(id: "r4", time: now + 60).frames(signedWith: signer)
-        #expect(code(v.verify(frames: afterExpiry, now: now + 60)) == nil)
+        #expect(code(v.value.verify(frames: afterExpiry, now: now + 60)) == nil)
     }
 
     @Test("the nonce cache is bounded: at capacity new requests get unavailable, and it recovers")
     func nonceBound() throws {
-        var v = try verifier(window: 30, capacity: 3)
+        let v = Ref(try verifier(window: 30, capacity: 3))
         let signer = try makeSigner()
         for i in 0..<3 {
             let frames = request(id: "r\(i)", nonce: String(repeating: "\(i)", count: 16), time: now).frames(signedWith: signer)
-            #expect(code(v.verify(frames: frames, now: now)) == nil)
+            #expect(code(v.value.verify(frames: frames, now: now)) == nil)
         }
-        #expect(v.rememberedNonces == 3)
+        #expect(v.value.rememberedNonces == 3)
         let fourth = request(id: "r3", nonce: String(repeating: "3", count: 16), time: now + 1).frames(signedWith: signer)
-        let full = v.verify(frames: fourth, now: now + 1)
+        let full = v.value.verify(frames: fourth, now: now + 1)
         #expect(code(full) == .unavailable)
-        #expect(v.rememberedNonces == 3)
+        #expect(v.value.rememberedNonces == 3)
         // A replay is still reported as a replay, not as unavailable.
         let replay = request(id: "r0", nonce: String(repeating: "0", count: 16), time: now + 1).frames(signedWith: signer)
-        #expect(code(v.verify(frames: replay, now: now + 1)) == .replayed)
+        #expect(code(v.value.verify(frames: replay, now: now + 1)) == .replayed)
         // After 2 x window the old nonces expire and room comes back.
         let retry = request(id: "r5", nonce: String(repeating: "3", count: 16), time: now + 60).frames(signedWith: signer)
-        #expect(code(v.verify(frames: retry, now: now + 60)) == nil)
-        #expect(v.rememberedNonces == 1)
+        #expect(code(v.value.verify(frames: retry, now: now + 60)) == nil)
+        #expect(v.value.rememberedNonces == 1)
     }
 
     @Test("NonceCache directly: fresh, replayed, full, purge")
     func nonceCache() {
-        var cache = NonceCache(lifetime: 10, capacity: 2)
-        #expect(cache.insert(client: "a", nonce: "01", now: 0) == .fresh)
-        #expect(cache.insert(client: "a", nonce: "01", now: 9.9) == .replayed)
-        #expect(cache.insert(client: "b", nonce: "01", now: 1) == .fresh)
-        #expect(cache.insert(client: "c", nonce: "01", now: 2) == .full)
-        #expect(cache.insert(client: "a", nonce: "01", now: 10) == .fresh)  // expired at 10, recorded again
-        #expect(cache.count == 2)
-        cache.purge(now: 100)
-        #expect(cache.count == 0)
+        let cache = Ref(NonceCache(lifetime: 10, capacity: 2))
+        #expect(cache.value.insert(client: "a", nonce: "01", now: 0) == .fresh)
+        #expect(cache.value.insert(client: "a", nonce: "01", now: 9.9) == .replayed)
+        #expect(cache.value.insert(client: "b", nonce: "01", now: 1) == .fresh)
+        #expect(cache.value.insert(client: "c", nonce: "01", now: 2) == .full)
+        #expect(cache.value.insert(client: "a", nonce: "01", now: 10) == .fresh)  // expired at 10, recorded again
+        #expect(cache.value.count == 2)
+        cache.value.purge(now: 100)
+        #expect(cache.value.count == 0)
         // Many entries through a small cache: memory stays bounded.
-        var big = NonceCache(lifetime: 1, capacity: 100)
-        for i in 0..<10_000 { _ = big.insert(client: "x", nonce: String(i, radix: 16), now: Double(i) * 0.05) }
-        #expect(big.count <= 100)
+        let big = Ref(NonceCache(lifetime: 1, capacity: 100))
+        for i in 0..<10_000 { _ = big.value.insert(client: "x", nonce: String(i, radix: 16), now: Double(i) * 0.05) }
+        #expect(big.value.count <= 100)
     }
 
     @Test("field validation after the signature: each problem is malformed and named")
     func fields() throws {
-        var v = try verifier()
+        let v = Ref(try verifier())
         let signer = try makeSigner()
         func check(_ json: String, _ expected: String, id: String? = "r1") {
-            let result = v.verify(frames: signed(bytes(json), signer), now: now)
+            let result = v.value.verify(frames: signed(bytes(json), signer), now: now)
             #expect(result == .failure(ControlError(.malformed, expected, requestID: id)), "\(json)")
         }
         let ok = #""client":"alice","nonce":"00112233445566778899aabbccddeeff","time":1000000,"command":"play""#
@@ -182,7 +195,7 @@ struct VerifierTests {
         check(#"{"id":"r1",\#(ok),"args":{"x":1e400}}"#, "not valid JSON (or a number out of range)", id: nil)
         // "args": absent or an object; 64-char nonces and client ids are fine.
         let long = #"{"id":"r1","client":"\#(String(repeating: "a.B_9-", count: 10))abcd","nonce":"\#(String(repeating: "f", count: 64))","time":1000000,"command":"play","args":{}}"#
-        #expect(code(v.verify(frames: signed(bytes(long), signer), now: now)) == nil)
+        #expect(code(v.value.verify(frames: signed(bytes(long), signer), now: now)) == nil)
     }
 }
 
