@@ -226,7 +226,7 @@ public enum CommandCatalog {
         CommandSpec("step", "advance a paused simulation by some steps, then pause", [
             ArgumentSpec("count", .integer, default: 1, range: .closed(1, 1_000_000_000), summary: "steps to take"),
         ]),
-        CommandSpec("reset", "restore the initial positions and velocities; step and time go back to 0"),
+        CommandSpec("reset", "restore the initial positions and velocities and end every interaction; the step counter and time keep counting up"),
         CommandSpec("get", "read simulation parameters", [
             ArgumentSpec("names", .strings, choices: Parameter.allCases.map(\.rawValue), summary: "parameters to read (default: all)"),
         ]),

@@ -82,6 +82,12 @@ public final class Supervisor {
         self.workers = workers.enumerated().map { Worker(index: $0.offset, spec: $0.element) }
     }
 
+    /// Names of the signals a crashed or stopped worker is usually killed by.
+    static let signalNames: [Int32: String] = [
+        SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGILL: "SIGILL", SIGFPE: "SIGFPE",
+        SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGTRAP: "SIGTRAP",
+    ]
+
     static func now() -> Double {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
@@ -172,7 +178,7 @@ public final class Supervisor {
             let exitedNormally = (status & 0x7f) == 0
             let code = (status >> 8) & 0xff
             let signal = status & 0x7f
-            w.lastExit = exitedNormally ? "exit status \(code)" : "killed by signal \(signal)"
+            w.lastExit = exitedNormally ? "exit status \(code)" : "killed by signal \(signal)\(Self.signalNames[signal].map { " (\($0))" } ?? "")"
             segment.worker(w.index).pid = 0
             if stopReason != nil { w.state = "stopped"; continue }
             if exitedNormally && code == 0 && w.spec.exitEndsRun {

@@ -1,4 +1,5 @@
 import Foundation
+import QuiverClient
 import QuiverControl
 import QuiverSharedMemory
 import QuiverSupervisor
@@ -71,7 +72,9 @@ struct ControlTests {
         #expect(try client.sendRaw(frames: tampered).error?.code == .badSignature)
         let otherKey = try CommandClient(endpoint: try #require(server.connection?.endpoints["control"]),
                                          keyHex: String(repeating: "ab", count: 32))
-        #expect(try otherKey.send("play").error?.code == .badSignature)
+        // The server refuses it (bad_signature); the reply, signed with the run's key, fails the
+        // wrong-key client's own check too.
+        #expect(throws: ControlError.self) { try otherKey.send("play") }
         var old = client.makeRequest("play")
         old.time -= 120
         #expect(try client.sendRaw(frames: client.sign(old)).error?.code == .stale)
@@ -117,16 +120,15 @@ struct ControlTests {
         let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
         let atoms = [0, 1, 2, 3]
         guard let first = try frames.nextFrame(timeout: 5)?.frame else { Issue.record("no frame"); return }
+        func double(_ v: SIMD3<Float>) -> SIMD3<Double> { SIMD3(Double(v.x), Double(v.y), Double(v.z)) }
+        func minimumImage(_ d: SIMD3<Double>, _ box: SIMD3<Double>) -> SIMD3<Double> {
+            d - box * (d / box).rounded(.toNearestOrAwayFromZero)
+        }
         func com(_ f: Frame) -> SIMD3<Double> {
-            // small group, compact: unwrap relative to the first atom
-            let box = f.box
-            let p0 = SIMD3<Double>(first.positions[atoms[0]])
+            // a small group: unwrap relative to its first atom
+            let p0 = double(f.positions[atoms[0]])
             var sum = SIMD3<Double>.zero
-            for a in atoms {
-                var d = SIMD3<Double>(f.positions[a]) - p0
-                d -= box * (d / box).rounded()
-                sum += p0 + d
-            }
+            for a in atoms { sum += p0 + minimumImage(double(f.positions[a]) - p0, f.box) }
             return sum / Double(atoms.count)
         }
         let start = com(first)
@@ -146,8 +148,7 @@ struct ControlTests {
                 #expect(Set(forces.map { Int($0.index) }) == Set(atoms))
             }
             lastWork = f.userWork ?? 0
-            var d = com(f) - target
-            d -= f.box * (d / f.box).rounded()
+            let d = minimumImage(com(f) - target, f.box)
             closest = min(closest, (d * d).sum().squareRoot())
         }
         #expect(closest < 0.3, "the centre of mass came no closer than \(closest) nm to the target")
@@ -216,7 +217,8 @@ struct ControlTests {
         #expect(try alice.send("state.update", args: ["set": ["scene": "alice's"], "persist": true]).isOK)
         #expect(try drain { $0.values["scene"] == "alice's" && $0.values["bob.avatar"] == nil }, "the subscriber never saw alice's update")
         usleep(1_100_000) // the lock expires
-        #expect(try bob.send("state.update", args: ["set": ["scene": "bob's", "bob.avatar": [1, 2, 3]]]).isOK)
+        #expect(try bob.send("state.update", args: ["set": ["scene": "bob's"], "persist": true]).isOK)
+        #expect(try bob.send("state.update", args: ["set": ["bob.avatar": [1, 2, 3]]]).isOK)
         #expect(try drain { $0.values["scene"] == "bob's" && $0.values["bob.avatar"] == [1, 2, 3] })
         // bob leaves: his non-persistent key goes, the shared scene stays
         #expect(try bob.send("bye").isOK)
@@ -265,13 +267,15 @@ struct ControlTests {
         let dealer = try context.socket(.dealer, options: ZMQDefaults.socketOptions + [.linger(.zero)])
         defer { dealer.close() }
         try dealer.connect(try #require(c.endpoints["control"]))
-        for _ in 0..<800 { try dealer.sendMultipart(client.sign(client.makeRequest("get", args: ["names": ["step"]]))) }
+        // state.get is answered by the control worker itself (engine-bound floods are also bounded by
+        // the command ring: `unavailable` once its slots are full)
+        for _ in 0..<800 { try dealer.sendMultipart(client.sign(client.makeRequest("state.get"))) }
         var limited = 0, ok = 0
         while ok + limited < 800, let m = try dealer.receiveMultipart(timeout: .seconds(5)) {
             let r = try CommandReply.decode(frames: m, verifyingWith: try CommandSigner(keyHex: c.key))
             if r.error?.code == .rateLimited { limited += 1 } else if r.isOK { ok += 1 }
         }
-        #expect(limited > 0 && ok >= 400, "ok \(ok), rate-limited \(limited)")
+        #expect(limited > 0 && ok >= 300 && ok + limited == 800, "ok \(ok), rate-limited \(limited)")
         let other = try server.commandClient("calm")
         #expect(try other.send("get").isOK)
     }

@@ -150,7 +150,7 @@ struct ServerTests {
         let s = try server.status()
         #expect(s["state"] as? String == "running" && s["pid"] as? Int == Int(server.process.processIdentifier))
         let workers = try #require(s["workers"] as? [[String: Any]])
-        #expect(workers.map { $0["role"] as? String ?? "" } == ["engine", "broadcaster", "heartbeat"])
+        #expect(workers.map { $0["role"] as? String ?? "" } == ["engine", "broadcaster", "heartbeat", "control"])
         for w in workers {
             #expect(w["state"] as? String == "running" && w["restarts"] as? Int == 0)
             #expect(alive(Int32(w["pid"] as? Int ?? 0)))
@@ -163,7 +163,7 @@ struct ServerTests {
         #expect(gone.status != 0 && gone.stderr.contains("control.sock"), "status of a stopped run must fail clearly: \(gone.stderr)")
     }
 
-    @Test("a worker inherits no descriptors beyond stdin, stdout and stderr")
+    @Test("a worker inherits no descriptors beyond stdin, stdout, stderr and the ones handed to it")
     func noInheritedDescriptors() throws {
         let server = try TestServer()
         let engine = try server.engine()
@@ -171,7 +171,9 @@ struct ServerTests {
         #expect(supervisorFDs.count > 3, "the supervisor holds the lock, the signal pipe and the control socket")
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(engine.pid)/fd").compactMap(Int.init).sorted()
         let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(engine.pid)/fd/\($0)")) ?? "?" }
-        #expect(fds == [0, 1, 2], "engine descriptors: \(zip(fds, targets).map { "\($0.0) -> \($0.1)" })")
+        // 3 and 4: the "commands posted" and "commands done" eventfds the supervisor hands the engine
+        #expect(fds == [0, 1, 2, 3, 4] && targets[3...].allSatisfy { $0.contains("eventfd") },
+                "engine descriptors: \(zip(fds, targets).map { "\($0.0) -> \($0.1)" })")
         _ = try ControlClient.send("stop", runDirectory: server.directory.path)
         #expect(server.waitForExit(within: 10))
     }
