@@ -351,24 +351,40 @@ static int read_snapshot_buffer(void *base, uint64_t index, qv_shm_snapshot_info
                ? QV_SHM_READ_OK : QV_SHM_READ_CORRUPT;
 }
 
-int qv_shm_read_snapshot(const void *cbase, qv_shm_snapshot_info *meta, float *const *arrays6, int32_t *const *images3,
-                         uint32_t capacity, int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
-    qv_shm_header *h = base;
+/* Double-buffered blocks (snapshots, blobs): reads the newest of `written` writes with
+ * `read_one(ctx, index)`, retrying while a live writer is busy or the copy tore, and falling back
+ * to the older buffer when the newest was abandoned mid-write or is corrupt. */
+static int read_newest_of_two(const _Atomic uint64_t *written_counter, int (*read_one)(void *ctx, uint64_t index), void *ctx) {
     for (int attempt = 0; attempt < 1000; attempt++) {
-        const uint64_t written = atomic_load_explicit(&h->snapshots_written, memory_order_acquire);
+        const uint64_t written = atomic_load_explicit(written_counter, memory_order_acquire);
         if (written == 0) return QV_SHM_READ_EMPTY;
-        int r = read_snapshot_buffer(base, written - 1u, meta, arrays6, images3, capacity, writer_alive);
+        int r = read_one(ctx, written - 1u);
         if (r == QV_SHM_READ_OK) return r;
         if (r == QV_SHM_READ_BUSY || r == QV_SHM_READ_TORN || r == QV_SHM_READ_LAPPED) continue;
-        /* the newest was abandoned mid-write or is corrupt: the older buffer holds the previous one */
-        if (written >= 2u) {
-            r = read_snapshot_buffer(base, written - 2u, meta, arrays6, images3, capacity, writer_alive);
-            if (r == QV_SHM_READ_OK) return r;
-        }
+        if (written >= 2u && read_one(ctx, written - 2u) == QV_SHM_READ_OK) return QV_SHM_READ_OK;
         return QV_SHM_READ_EMPTY;
     }
     return QV_SHM_READ_BUSY;
+}
+
+typedef struct snapshot_read {
+    void *base;
+    qv_shm_snapshot_info *meta;
+    float *const *arrays6;
+    int32_t *const *images3;
+    uint32_t capacity;
+    int (*writer_alive)(int32_t);
+} snapshot_read;
+
+static int read_snapshot_one(void *ctx, uint64_t index) {
+    snapshot_read *r = ctx;
+    return read_snapshot_buffer(r->base, index, r->meta, r->arrays6, r->images3, r->capacity, r->writer_alive);
+}
+
+int qv_shm_read_snapshot(const void *cbase, qv_shm_snapshot_info *meta, float *const *arrays6, int32_t *const *images3,
+                         uint32_t capacity, int (*writer_alive)(int32_t pid)) {
+    snapshot_read r = {(void *)cbase, meta, arrays6, images3, capacity, writer_alive};
+    return read_newest_of_two(&((qv_shm_header *)cbase)->snapshots_written, read_snapshot_one, &r);
 }
 
 int qv_shm_pid_alive(int32_t pid) {
@@ -537,22 +553,25 @@ static int read_blob_buffer(void *base, uint32_t blob, uint64_t index, void *out
     return QV_SHM_READ_OK;
 }
 
+typedef struct blob_read {
+    void *base;
+    uint32_t blob;
+    void *out;
+    uint64_t capacity;
+    uint64_t *length;
+    int (*writer_alive)(int32_t);
+} blob_read;
+
+static int read_blob_one(void *ctx, uint64_t index) {
+    blob_read *r = ctx;
+    return read_blob_buffer(r->base, r->blob, index, r->out, r->capacity, r->length, r->writer_alive);
+}
+
 int qv_shm_blob_read(const void *cbase, uint32_t blob, void *out, uint64_t capacity, uint64_t *length,
                      int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
     if (blob >= QV_SHM_BLOBS) return QV_SHM_READ_EMPTY;
-    qv_shm_blob_entry *e = blob_entry(base, blob);
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        const uint64_t written = atomic_load_explicit(&e->written, memory_order_acquire);
-        if (written == 0) return QV_SHM_READ_EMPTY;
-        int r = read_blob_buffer(base, blob, written - 1u, out, capacity, length, writer_alive);
-        if (r == QV_SHM_READ_OK) return r;
-        if (r == QV_SHM_READ_BUSY || r == QV_SHM_READ_TORN || r == QV_SHM_READ_LAPPED) continue;
-        if (written >= 2u && read_blob_buffer(base, blob, written - 2u, out, capacity, length, writer_alive) == QV_SHM_READ_OK)
-            return QV_SHM_READ_OK;
-        return QV_SHM_READ_EMPTY;
-    }
-    return QV_SHM_READ_BUSY;
+    blob_read r = {(void *)cbase, blob, out, capacity, length, writer_alive};
+    return read_newest_of_two(&blob_entry((void *)cbase, blob)->written, read_blob_one, &r);
 }
 
 #define WORKER(base, i) qv_shm_worker_at((void *)(base), (i))

@@ -29,8 +29,9 @@ public enum ControlDefaults {
     /// others go idle.
     public static let rateLimitedClients = 10_000
     /// A client not heard from for this long (no request, not even `renew`) is considered gone:
-    /// its interactions, locks and non-persistent state are dropped (`ClientSessions`).
-    public static let sessionLease: Double = 30
+    /// its interactions, locks and non-persistent state are dropped (`ClientSessions`). The
+    /// server's default; `[control] session_lease` sets it per run.
+    public static let sessionLease: Double = 10
     /// Client reply timeout.
     public static let clientTimeout: Duration = .seconds(5)
 

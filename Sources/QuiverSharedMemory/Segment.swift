@@ -691,13 +691,16 @@ public struct WorkerStatus: Sendable {
     public func advance() { qv_shm_worker_advance(base, index, Clock.monotonicNanoseconds) }
 }
 
-enum Clock {
-    static var realtimeNanoseconds: UInt64 {
+/// The two clocks the segment's timestamps use, in nanoseconds: CLOCK_REALTIME (publication times,
+/// comparable across machines with synchronised clocks) and CLOCK_MONOTONIC (heartbeats, leases:
+/// system-wide, so comparable between the processes of a run).
+public enum Clock {
+    public static var realtimeNanoseconds: UInt64 {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
         return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
-    static var monotonicNanoseconds: UInt64 {
+    public static var monotonicNanoseconds: UInt64 {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)

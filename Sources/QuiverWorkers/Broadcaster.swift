@@ -124,9 +124,7 @@ public enum Heartbeat {
 
     static func health(_ segment: SharedSegment) -> String {
         var workers: [[String: Any]] = []
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nowNs = Clock.monotonicNanoseconds
         for i in 0..<segment.layout.workerCapacity {
             let w = segment.worker(i)
             guard w.state != .empty else { continue }

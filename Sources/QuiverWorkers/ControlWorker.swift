@@ -31,7 +31,7 @@ public struct ControlWorkerOptions: Sendable {
     public var commandTimeout = 5.0
     /// Seconds without any request after which a client has left (its state keys and locks go; its
     /// interactions have their own, shorter leases).
-    public var sessionLease = 10.0
+    public var sessionLease = ControlDefaults.sessionLease
     /// Most shared-state messages per second (deltas are coalesced in between).
     public var statePublishRate = 30.0
 
@@ -199,7 +199,10 @@ public final class ControlWorker {
                 clientLeft(client)
                 try post(EngineCommand(kind: .clientLeft, client: client), identity: identity, requestID: request.id)
             default:
-                try post(engineCommand(command, client: client), identity: identity, requestID: request.id)
+                guard let engine = engineCommand(command, client: client) else {
+                    throw ControlError(.internal, "command '\(request.command)' has no engine form")
+                }
+                try post(engine, identity: identity, requestID: request.id)
             }
         } catch {
             var e = error
@@ -212,14 +215,20 @@ public final class ControlWorker {
     func changeStore(_ change: (inout SharedStateStore) throws(ControlError) -> Void) throws(ControlError) {
         var next = store
         try change(&next)
-        let bytes = next.persisted()
-        do { try segment.writeBlob(.state, bytes) } catch {
+        try commit(next)
+    }
+
+    /// Saves `next` into the segment's state blob and makes it the store (unchanged stores are not saved).
+    func commit(_ next: SharedStateStore) throws(ControlError) {
+        guard next.version != store.version else { return }
+        do { try segment.writeBlob(.state, next.persisted()) } catch {
             throw ControlError(.refused, "the shared state would exceed its \(segment.blobCapacity(.state)) bytes")
         }
         store = next
     }
 
-    func engineCommand(_ c: ParsedCommand, client: String) -> EngineCommand {
+    /// The engine's form of a command it applies; nil for those the control worker answers itself.
+    func engineCommand(_ c: ParsedCommand, client: String) -> EngineCommand? {
         switch c {
         case .play: return EngineCommand(kind: .play, client: client)
         case .pause: return EngineCommand(kind: .pause, client: client)
@@ -232,7 +241,7 @@ public final class ControlWorker {
         case .interactionSet(let i, let lease): return EngineCommand(kind: .interactionSet, client: client, interaction: InteractionSpec(i, lease: lease))
         case .interactionRemove(let id): return EngineCommand(kind: .interactionRemove, client: client, id: id)
         case .interactionList: return EngineCommand(kind: .interactionList, client: client)
-        default: return EngineCommand(kind: .renew, client: client) // not reached: handled above
+        case .list, .bye, .stateGet, .stateUpdate, .stateLock, .stateUnlock: return nil
         }
     }
 
@@ -299,7 +308,7 @@ public final class ControlWorker {
         }
         var next = store
         next.expire(now: now)
-        if next.version != store.version { try? changeStore { (s: inout SharedStateStore) throws(ControlError) in s.expire(now: now) } }
+        try? commit(next)
         limiter.forgetIdle(now: now)
     }
 }

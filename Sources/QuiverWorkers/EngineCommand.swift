@@ -1,4 +1,5 @@
 import Foundation
+import QuiverControl
 import QuiverEngine
 
 /// A command for the engine, as the control worker posts it into the shared-memory command ring
@@ -82,11 +83,14 @@ public struct InteractionSpec: Codable, Sendable, Equatable {
         self.lease = lease
     }
 
+    /// The lease range of the control catalogue (`interaction.set`'s `lease` argument).
+    static let leaseRange = CommandCatalog.spec("interaction.set")?.argument("lease")?.range
+
     /// The interaction, validated against the atom count. Throws `EngineError.invalidParameter`.
     public func interaction(atomCount: Int) throws -> Interaction {
         guard position.count == 3 else { throw EngineError.invalidParameter("interaction '\(id)': position needs 3 numbers") }
-        guard lease.isFinite, lease > 0, lease <= 3600 else {
-            throw EngineError.invalidParameter("interaction '\(id)': lease must be in (0, 3600] s, got \(lease)")
+        if !(lease.isFinite && lease > 0) || Self.leaseRange.map({ !$0.contains(lease) }) == true {
+            throw EngineError.invalidParameter("interaction '\(id)': lease must be in \(Self.leaseRange?.text ?? "(0, inf)") s, got \(lease)")
         }
         let i = Interaction(id: id, kind: type, position: SIMD3(position[0], position[1], position[2]), particles: particles, scale: scale,
                             massWeighted: massWeighted, maxForce: maxForce, resetVelocities: resetVelocities)

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverControl
 import QuiverEngine
 import QuiverSharedMemory
 
@@ -76,12 +77,6 @@ public final class EngineControl {
     public var maxFramesPerSecond: Double { state.maxFramesPerSecond }
     public var work: Double { state.work }
 
-    static var monotonicNanoseconds: UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-    }
-
     // MARK: persistence
 
     /// Continues from the segment's engine blob, if a previous engine left one. Returns whether it did.
@@ -156,7 +151,9 @@ public final class EngineControl {
             return EngineReply(appliedStep: step, result: json(["paused": true]))
         case .step:
             let n = c.count ?? 1
-            guard n >= 1 && n <= 1_000_000_000 else { throw EngineError.invalidParameter("step count must be in 1...1e9, got \(n)") }
+            if let range = CommandCatalog.spec("step")?.argument("count")?.range, !range.contains(Double(n)) {
+                throw EngineError.invalidParameter("step count must be in \(range.text), got \(n)")
+            }
             state.paused = false
             state.pauseAtStep = step + n
             dirty = true
@@ -190,13 +187,13 @@ public final class EngineControl {
                 }
                 try forces.set(interaction)
                 state.interactions[k].spec = spec
-                state.interactions[k].deadline = Self.monotonicNanoseconds + UInt64(spec.lease * 1e9)
+                state.interactions[k].deadline = Clock.monotonicNanoseconds + UInt64(spec.lease * 1e9)
             } else {
                 guard state.interactions.count < Self.maxInteractions else {
                     throw EngineError.invalidParameter("\(Self.maxInteractions) interactions are active already")
                 }
                 try forces.set(interaction)
-                state.interactions.append(Active(spec: spec, owner: c.client, deadline: Self.monotonicNanoseconds + UInt64(spec.lease * 1e9)))
+                state.interactions.append(Active(spec: spec, owner: c.client, deadline: Clock.monotonicNanoseconds + UInt64(spec.lease * 1e9)))
             }
             dirty = true
             return EngineReply(appliedStep: step, result: json(["id": spec.id, "active": state.interactions.count]))
@@ -211,7 +208,7 @@ public final class EngineControl {
             end(at: k, reason: "removed")
             return EngineReply(appliedStep: step, result: json(["id": id, "active": state.interactions.count]))
         case .interactionList:
-            let now = Self.monotonicNanoseconds
+            let now = Clock.monotonicNanoseconds
             let list: [[String: Any]] = state.interactions.map { a in
                 ["id": a.spec.id, "type": a.spec.type.rawValue, "owner": a.owner, "particles": a.spec.particles.count,
                  "position": a.spec.position, "scale": a.spec.scale,
@@ -220,7 +217,7 @@ public final class EngineControl {
             return EngineReply(appliedStep: step, result: json(["interactions": list, "user_energy": dynamics.interactiveForces?.energy ?? 0,
                                                                "user_work": dynamics.interactiveForces?.work ?? 0]))
         case .renew:
-            let now = Self.monotonicNanoseconds
+            let now = Clock.monotonicNanoseconds
             var renewed = 0
             for k in state.interactions.indices where state.interactions[k].owner == c.client {
                 state.interactions[k].deadline = now + UInt64(state.interactions[k].spec.lease * 1e9)
@@ -258,27 +255,27 @@ public final class EngineControl {
         return out
     }
 
-    /// Applies every value or none.
+    /// Parameters the engine loop keeps itself; the others belong to the dynamics.
+    static let loopParameters: Set<Parameter> = [.frameInterval, .maxStepsPerSecond, .maxFramesPerSecond]
+
+    /// Applies every value or none. Ranges are the control catalogue's (`Parameter.range`): the
+    /// control worker checked them already; the engine checks again and never trusts the ring.
     func set(_ values: [String: Double]) throws {
-        let own = ["frame_interval", "max_steps_per_second", "max_frames_per_second"]
         for (name, v) in values {
-            guard v.isFinite else { throw EngineError.invalidParameter("\(name) must be finite") }
-            switch name {
-            case "frame_interval": guard v >= 1, v <= 1_000_000, v == v.rounded() else { throw EngineError.invalidParameter("frame_interval must be an integer in 1...1000000, got \(v)") }
-            case "max_steps_per_second": guard v >= 0, v <= 1e9 else { throw EngineError.invalidParameter("max_steps_per_second must be in [0, 1e9], got \(v)") }
-            case "max_frames_per_second": guard v >= 0, v <= 1e4 else { throw EngineError.invalidParameter("max_frames_per_second must be in [0, 1e4], got \(v)") }
-            default:
-                guard dynamics.parameters()[name] != nil else {
-                    if ["temperature", "friction"].contains(name) {
-                        throw EngineError.invalidParameter("\(name) needs a thermostat; \(dynamics.name) has none (velocity Verlet runs NVE)")
-                    }
-                    throw EngineError.invalidParameter("no settable parameter '\(name)'")
+            guard let p = Parameter(rawValue: name), let range = p.range else { throw EngineError.invalidParameter("no settable parameter '\(name)'") }
+            guard range.contains(v), !p.isInteger || v == v.rounded() else {
+                throw EngineError.invalidParameter("\(name) must be \(p.isInteger ? "an integer " : "")in \(range.text), got \(v)")
+            }
+            if !Self.loopParameters.contains(p) && dynamics.parameters()[name] == nil {
+                if p == .temperature || p == .friction {
+                    throw EngineError.invalidParameter("\(name) needs a thermostat; \(dynamics.name) has none (velocity Verlet runs NVE)")
                 }
+                throw EngineError.invalidParameter("\(dynamics.name) has no parameter '\(name)'")
             }
         }
         let before = dynamics.parameters()
         do {
-            for (name, v) in values.sorted(by: { $0.key < $1.key }) where !own.contains(name) {
+            for (name, v) in values.sorted(by: { $0.key < $1.key }) where !Self.loopParameters.contains(where: { $0.rawValue == name }) {
                 try dynamics.setParameter(name, to: v)
                 state.parameters[name] = v
             }
@@ -311,7 +308,7 @@ public final class EngineControl {
     @discardableResult
     public func expireLeases() -> Int {
         guard !state.interactions.isEmpty else { return 0 }
-        let now = Self.monotonicNanoseconds
+        let now = Clock.monotonicNanoseconds
         var ended = 0
         while let k = state.interactions.firstIndex(where: { $0.deadline <= now }) {
             end(at: k, reason: "its lease ran out")

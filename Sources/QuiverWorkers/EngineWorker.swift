@@ -113,7 +113,7 @@ public final class EngineLoop {
         lastPublishedStep = newestPublishedAtStart
     }
 
-    static var now: UInt64 { EngineControl.monotonicNanoseconds }
+    static var now: UInt64 { Clock.monotonicNanoseconds }
 
     /// Runs until `stop()` or `totalSteps`; returns true when the steps were reached.
     public func run(totalSteps: Int?, stop: () -> Bool) throws -> Bool {
