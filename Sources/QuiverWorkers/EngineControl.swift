@@ -58,6 +58,8 @@ public final class EngineControl {
     let initial: DynamicState?
     private var nextCommand: UInt64
     private var dirty = false
+    /// Set when positions changed without a step (`reset`): a paused engine publishes them at once.
+    var positionsChanged = false
     /// Lines for the engine's log (stdout).
     var log: (String) -> Void = { print($0); fflush(nil) }
 
@@ -164,6 +166,7 @@ public final class EngineControl {
             s.step = step
             s.time = dynamics.time
             try dynamics.restoreState(s)
+            positionsChanged = true
             for a in state.interactions { _ = dynamics.interactiveForces?.remove(id: a.spec.id) }
             state.interactions = []
             dirty = true

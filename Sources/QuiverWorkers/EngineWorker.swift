@@ -127,7 +127,7 @@ public final class EngineLoop {
             if remaining <= 0 { return true }
             let t = Self.now
             if control.paused || t < notBefore {
-                if control.paused && dynamics.step > lastPublishedStep { try publishFrame() }
+                if control.paused && (dynamics.step > lastPublishedStep || control.positionsChanged) { try publishFrame() }
                 housekeeping(&lastSnapshot)
                 control.wait(seconds: control.paused ? 0.05 : min(0.05, Double(notBefore - t) / 1e9))
                 continue
@@ -193,6 +193,7 @@ public final class EngineLoop {
             userEnergy: forces?.energy ?? 0, userWork: forces?.work ?? 0)
         try dynamics.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z, userForces: user) }
         lastPublishedStep = dynamics.step
+        control.positionsChanged = false
     }
 }
 

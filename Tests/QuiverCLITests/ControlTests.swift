@@ -280,6 +280,62 @@ struct ControlTests {
         #expect(try other.send("get").isOK)
     }
 
+    @Test("interactions from two clients at once: each owns its own; bye ends a client's interactions; reset ends all and restores the start positions while the step keeps counting")
+    func ownersByeReset() throws {
+        let server = try TestServer(["--frame-interval", "5", "--codec", "lossless"])
+        let alice = try server.commandClient("alice"), bob = try server.commandClient("bob")
+        let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        _ = try #require(try frames.nextFrame(timeout: 5)?.frame, "no frame")
+        func pull(_ c: CommandClient, _ id: String, _ atoms: [Int], reset: Bool = false) throws -> CommandReply {
+            try c.send("interaction.set", args: ["id": .string(id), "type": "spring", "position": [1, 1, 1],
+                                                 "particles": .array(atoms.map { .number(Double($0)) }), "scale": 50, "lease": 30,
+                                                 "reset_velocities": .bool(reset)])
+        }
+        #expect(try pull(alice, "a", [0, 1]).isOK)
+        #expect(try pull(bob, "b", [2, 3], reset: true).isOK)
+        let taken = try pull(bob, "a", [4])
+        #expect(taken.error?.code == .refused && taken.error?.message.contains("alice") == true, "\(taken)")
+        #expect(try bob.send("interaction.remove", args: ["id": "a"]).error?.code == .refused)
+        func owners() throws -> [String] {
+            (try alice.send("interaction.list").result?.objectValue?["interactions"]?.arrayValue ?? []).compactMap { $0.objectValue?["owner"]?.stringValue }.sorted()
+        }
+        #expect(try owners() == ["alice", "bob"])
+        var both = false
+        for _ in 0..<20 {
+            guard let f = try frames.nextFrame(timeout: 1)?.frame else { continue }
+            if Set((f.userForces ?? []).map { Int($0.index) }) == [0, 1, 2, 3] { both = true; break }
+        }
+        #expect(both, "frames never carried both clients' user forces")
+        let bye = try bob.send("bye")
+        #expect(bye.isOK && number(bye, "ended") == 1)
+        #expect(try owners() == ["alice"])
+        #expect(server.out.text.contains("interaction 'b' of bob ended: its client left"))
+
+        // reset while paused: the start configuration is published at once, at the same step
+        #expect(try alice.send("pause").isOK)
+        func frame(atStep step: Double, after index: UInt64) throws -> Frame? {
+            for _ in 0..<30 {
+                if let f = try frames.nextFrame(timeout: 1)?.frame, f.index > index, Double(f.step) == step { return f }
+            }
+            return nil
+        }
+        let paused = try #require(try frame(atStep: number(try alice.send("get", args: ["names": ["step"]]), "step") ?? -1, after: 0))
+        let reset = try alice.send("reset")
+        let at = try #require(number(reset, "applied_step"))
+        #expect(reset.isOK && at == Double(paused.step), "\(reset)")
+        #expect(try owners() == [], "reset ends every interaction")
+        let first = try #require(try frame(atStep: at, after: paused.index), "no frame after a reset while paused")
+        #expect(first.positions != paused.positions)
+        // run on, reset again: the same start configuration, at a later step
+        #expect(try alice.send("step", args: ["count": 20]).isOK)
+        #expect(eventually(within: 3) { (try? frames.nextFrame(timeout: 0.2)?.frame.step).flatMap { $0 }.map { Double($0) >= at + 20 } ?? false })
+        let again = try alice.send("reset")
+        let at2 = try #require(number(again, "applied_step"))
+        #expect(at2 == at + 20, "the step counter keeps counting up after a reset")
+        let second = try #require(try frame(atStep: at2, after: first.index))
+        #expect(second.positions == first.positions, "two resets must restore the same configuration")
+    }
+
     @Test("quiver cmd prints the reply; a refused command exits 1 with the reason")
     func cmdCLI() throws {
         let server = try TestServer([])
