@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "QuiverWire", targets: ["QuiverWire"]),
         .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
         .library(name: "QuiverControl", targets: ["QuiverControl"]),
+        .library(name: "QuiverClient", targets: ["QuiverClient"]),
+        // The embedding API: a `Session` serving your own dynamics (workers run the quiver executable).
+        .library(name: "QuiverServer", targets: ["QuiverServer"]),
         // The C header of force-field plugins (quiver_plugin.h), for packages that build plugins.
         .library(name: "QuiverPluginABI", targets: ["CQuiverPlugin"]),
     ],
@@ -108,11 +111,16 @@ let package = Package(
             name: "QuiverControl",
             dependencies: ["CSodium", "QuiverEngine", "QuiverZMQ"]
         ),
+        // The server's resources (run directory, segment, sockets) and the embedding `Session`.
+        .target(
+            name: "QuiverServer",
+            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWire", "QuiverWorkers", "QuiverZMQ"]
+        ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -142,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverCLITests",
-            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl"]
+            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverServer", "QuiverWorkers"]
         ),
     ]
 )

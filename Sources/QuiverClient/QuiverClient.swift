@@ -65,6 +65,9 @@ public final class QuiverClient {
             // The greeting a subscription triggers can repeat the frame just delivered: skip it.
             if frame.index == lastIndex { continue }
             lastIndex = frame.index
+            // Another system is shown (an embedding session's `show`): its topology is sent just
+            // before its first frame, on the other subscription.
+            if let t = topology, t.atomCount != frame.atomCount { try awaitTopology(timeout: topologyGrace) { $0.atomCount == frame.atomCount } }
             return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
         } while Date() < deadline
         return nil
@@ -107,9 +110,9 @@ public final class QuiverClient {
     /// but on another subscription: a late joiner gets both at once.
     public var topologyGrace = 0.5
 
-    private func awaitTopology(timeout: Double) throws {
+    private func awaitTopology(timeout: Double, until matches: (Topology) -> Bool = { _ in true }) throws {
         let deadline = Date().addingTimeInterval(timeout)
-        while topology == nil && Date() < deadline {
+        while !(topology.map(matches) ?? false) && Date() < deadline {
             _ = try topologySocket.poll(.readable, timeout: .milliseconds(10))
             drainTopology()
         }

@@ -24,6 +24,11 @@ public protocol Dynamics: AnyObject {
     /// Read-only access to positions (nm), structure of arrays, without copying.
     func withPositions<R>(_ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) throws -> R) rethrows -> R
 
+    /// For clients' topology: per-atom atomic numbers, names, and bonded pairs; nil when unknown.
+    var elements: [UInt8]? { get }
+    var atomNames: [String]? { get }
+    var bonds: [(Int, Int)]? { get }
+
     /// The interactive forces this dynamics adds on every step; nil when it takes no interactions.
     var interactiveForces: InteractiveForces? { get }
     /// Run parameters it exposes by name (temperature K, friction /ps, timestep ps).
@@ -40,6 +45,9 @@ public protocol Dynamics: AnyObject {
 }
 
 extension Dynamics {
+    public var elements: [UInt8]? { nil }
+    public var atomNames: [String]? { nil }
+    public var bonds: [(Int, Int)]? { nil }
     public var interactiveForces: InteractiveForces? { nil }
     public func parameters() -> [String: Double] { [:] }
     public func setParameter(_ name: String, to value: Double) throws {

@@ -143,12 +143,18 @@ public final class InteractiveForces: ForceField {
     }
 
     public func prepare(_ setup: ForceFieldSetup) throws {
-        let system = setup.system
-        for entry in active { try entry.interaction.validate(atomCount: system.count) }
-        masses = system.masses.map(Double.init)
-        atomCount = system.count
+        try prepare(masses: setup.system.masses)
+    }
+
+    /// For a `Dynamics` of your own: joins a system of `masses.count` atoms with these masses (amu).
+    /// Call it once before the first `set`, and again if the atoms change.
+    public func prepare(masses: [Float]) throws {
+        for entry in active { try entry.interaction.validate(atomCount: masses.count) }
+        guard masses.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw EngineError.invalidParameter("interactive forces: every mass must be positive and finite") }
+        self.masses = masses.map(Double.init)
+        atomCount = masses.count
         for entry in active {
-            entry.updateWeights(masses: masses)
+            entry.updateWeights(masses: self.masses)
             for k in entry.hasPrevious.indices { entry.hasPrevious[k] = false }
         }
         lastForces.removeAll(keepingCapacity: true)
@@ -164,12 +170,27 @@ public final class InteractiveForces: ForceField {
     /// Adds the user forces and returns 0 (see the type's documentation: the user energy is
     /// `energy`, not part of the potential energy).
     public func addForces(_ context: ForceContext) throws -> Double {
+        addForces(x: context.x, y: context.y, z: context.z, fx: context.fx, fy: context.fy, fz: context.fz, box: context.box)
+        return 0
+    }
+
+    /// For a `Dynamics` of your own: adds the interactive forces (kJ/mol/nm) at positions `x, y, z`
+    /// (nm) to `fx, fy, fz` on every step, updates `energy`, `work` and `userForces()`. The arrays
+    /// hold the `prepare(masses:)` atoms, in the same order.
+    public func addForces(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>,
+                          fx: UnsafeMutableBufferPointer<Float>, fy: UnsafeMutableBufferPointer<Float>, fz: UnsafeMutableBufferPointer<Float>,
+                          box b: Box) {
+        guard !active.isEmpty else {
+            lastForces.removeAll(keepingCapacity: true)
+            energy = 0
+            return
+        }
+        precondition(x.count == masses.count && y.count == x.count && z.count == x.count && fx.count == x.count && fy.count == x.count && fz.count == x.count,
+                     "interactive forces: arrays of \(x.count) atoms for a system of \(masses.count) (call prepare(masses:) first)")
         lastForces.removeAll(keepingCapacity: true)
         var totalEnergy = 0.0
         var workDone = 0.0
-        let box = SIMD3<Double>(context.box.x, context.box.y, context.box.z)
-        let x = context.x, y = context.y, z = context.z
-        let fx = context.fx, fy = context.fy, fz = context.fz
+        let box = SIMD3<Double>(b.x, b.y, b.z)
         for entry in active {
             let interaction = entry.interaction
             let particles = interaction.particles
@@ -210,7 +231,6 @@ public final class InteractiveForces: ForceField {
         }
         energy = totalEnergy
         work += workDone
-        return 0
     }
 
     /// Energy (kJ/mol) and force on the centre of mass (kJ/mol/nm) for the vector `d` from the

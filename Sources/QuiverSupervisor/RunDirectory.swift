@@ -42,6 +42,8 @@ public final class RunDirectory {
     public var lockPath: String { path + "/lock" }
     public var connectionFilePath: String { path + "/connection.json" }
     public var controlSocketPath: String { path + "/control.sock" }
+    /// The topology clients are sent (written by the owner of the dynamics).
+    public var topologyFilePath: String { path + "/topology.bin" }
 
     /// Creates (if needed) and locks `path`. Throws `runDirectoryInUse` when a live server holds it.
     public static func acquire(_ path: String) throws -> RunDirectory {
@@ -72,6 +74,7 @@ public final class RunDirectory {
         // Files a dead server left behind.
         unlink(dir.controlSocketPath)
         unlink(dir.connectionFilePath)
+        unlink(dir.topologyFilePath)
         return dir
     }
 
@@ -103,11 +106,12 @@ public final class RunDirectory {
         guard rename(temporary, connectionFilePath) == 0 else { throw SupervisorError.system(operation: "rename", path: connectionFilePath, errno: errno) }
     }
 
-    /// Removes the connection file and control socket, empties and unlocks the lock file.
+    /// Removes the connection file, topology file and control socket, empties and unlocks the lock file.
     public func release() {
         guard lockFD >= 0 else { return }
         unlink(connectionFilePath)
         unlink(controlSocketPath)
+        unlink(topologyFilePath)
         _ = ftruncate(lockFD, 0)
         flock(lockFD, LOCK_UN)
         close(lockFD)

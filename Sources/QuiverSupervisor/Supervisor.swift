@@ -64,7 +64,17 @@ public final class Supervisor {
     }
 
     private var workers: [Worker]
+    /// Whether SIGINT/SIGTERM/SIGHUP stop the run and SIGCHLD wakes the loop (a process-wide
+    /// handler; `quiver run`). Without it (an embedding `Session`), children are reaped by polling
+    /// and only `requestStop` or the control socket stop the run.
+    private let handlesSignals: Bool
+    /// Status-table entry of the first worker (an embedding host is entry 0 itself).
+    private let firstStatusIndex: Int
     private var signalFD: Int32 = -1
+    /// Stop requests from other threads, and a pipe that wakes the loop for them.
+    private let requestLock = NSLock()
+    private var requestedStop: String?
+    private var wakePipe: [Int32] = [-1, -1]
     private var listenFD: Int32 = -1
     private var stopReason: String?
     private var failure: SupervisorError?
@@ -72,14 +82,33 @@ public final class Supervisor {
     private var rateSamples: [(time: Double, step: UInt64)] = []
 
     public init(runDirectory: RunDirectory, segment: SharedSegment, executable: String, workers: [WorkerSpec],
-                policy: RestartPolicy = RestartPolicy(), grace: Double = 5, log: @escaping (String) -> Void) {
+                policy: RestartPolicy = RestartPolicy(), grace: Double = 5, handlesSignals: Bool = true, firstStatusIndex: Int = 0,
+                log: @escaping (String) -> Void) {
         self.runDirectory = runDirectory
+        self.handlesSignals = handlesSignals
+        self.firstStatusIndex = firstStatusIndex
         self.segment = segment
         self.executable = executable
         self.policy = policy
         self.grace = grace
         self.log = log
-        self.workers = workers.enumerated().map { Worker(index: $0.offset, spec: $0.element) }
+        self.workers = workers.enumerated().map { Worker(index: firstStatusIndex + $0.offset, spec: $0.element) }
+    }
+
+    /// Asks a running `run` to stop (from any thread): it stops every worker and returns
+    /// `.stopped(reason:)`.
+    public func requestStop(reason: String) {
+        requestLock.lock()
+        if requestedStop == nil { requestedStop = reason }
+        let fd = wakePipe[1]
+        requestLock.unlock()
+        if fd >= 0 { var byte: UInt8 = 1; _ = write(fd, &byte, 1) }
+    }
+
+    private func takeRequestedStop() -> String? {
+        requestLock.lock()
+        defer { requestLock.unlock() }
+        return requestedStop
     }
 
     /// Names of the signals a crashed or stopped worker is usually killed by.
@@ -98,23 +127,40 @@ public final class Supervisor {
     /// `tick` is called about once a second (progress lines). Throws `workerFailed` when a worker
     /// exhausted its restarts.
     public func run(tick: (Supervisor) -> Void = { _ in }) throws -> RunOutcome {
-        signalFD = qv_os_signal_pipe_for_supervisor()
-        guard signalFD >= 0 else { throw SupervisorError.system(operation: "signal pipe", path: "", errno: errno) }
+        if handlesSignals {
+            signalFD = qv_os_signal_pipe_for_supervisor()
+            guard signalFD >= 0 else { throw SupervisorError.system(operation: "signal pipe", path: "", errno: errno) }
+        }
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else { throw SupervisorError.system(operation: "pipe", path: "", errno: errno) }
+        for fd in pipeFDs {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        requestLock.lock(); wakePipe = pipeFDs; requestLock.unlock()
+        defer {
+            requestLock.lock(); wakePipe = [-1, -1]; requestLock.unlock()
+            close(pipeFDs[0]); close(pipeFDs[1])
+        }
         listenFD = try UnixSocket.listen(at: runDirectory.controlSocketPath)
         defer { close(listenFD); unlink(runDirectory.controlSocketPath) }
 
-        for w in workers { try spawn(w) }
+        do { for w in workers { try spawn(w) } } catch { stopAll(); throw error }
         var lastTick = Self.now()
         while stopReason == nil && failure == nil && finishedRole == nil {
             let now = Self.now()
-            var timeout = 0.25
+            // Without SIGCHLD, a worker's exit is noticed by polling: keep the pass short.
+            var timeout = handlesSignals ? 0.25 : 0.05
             for w in workers { if let at = w.respawnAt { timeout = min(timeout, max(0, at - now)) } }
-            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
-            let ready = poll(&fds, 2, Int32(timeout * 1000))
+            var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, handlesSignals ? 3 : 2, Int32(timeout * 1000))
             if ready < 0 && errno != EINTR { throw SupervisorError.system(operation: "poll", path: "", errno: errno) }
-            if fds[0].revents != 0 { handleSignals() }
+            if handlesSignals && fds[2].revents != 0 { handleSignals() }
+            if fds[1].revents != 0 { var buffer = [UInt8](repeating: 0, count: 64); _ = read(pipeFDs[0], &buffer, 64) }
+            if stopReason == nil, let reason = takeRequestedStop() { stopReason = reason; log("stop requested: \(reason)") }
             reap() // every pass, SIGCHLD or not: cheap, and robust to a signal lost in a full pipe
-            if fds[1].revents != 0 { serveControl() }
+            if fds[0].revents != 0 { serveControl() }
             let t = Self.now()
             for w in workers where w.respawnAt != nil && w.respawnAt! <= t && stopReason == nil && failure == nil {
                 w.respawnAt = nil
@@ -168,12 +214,13 @@ public final class Supervisor {
         }
     }
 
+    /// Collects the workers that exited, each by its own pid: a host process embedding the
+    /// supervisor may have children of its own, which are not ours to reap.
     private func reap() {
-        while true {
+        for w in workers where w.pid > 0 {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid <= 0 { break }
-            guard let w = workers.first(where: { $0.pid == pid }) else { continue }
+            let pid = waitpid(w.pid, &status, WNOHANG)
+            if pid != w.pid { continue }
             w.pid = 0
             let exitedNormally = (status & 0x7f) == 0
             let code = (status >> 8) & 0xff
@@ -276,7 +323,12 @@ public final class Supervisor {
             "state": stopReason == nil ? "running" : "stopping",
             "frames_published": Int(segment.framesPublished),
         ]
-        root["workers"] = workers.map { w -> [String: Any] in
+        // Entries before the first worker belong to the host process (an embedding session's engine).
+        let host = (0..<firstStatusIndex).map { i -> [String: Any] in
+            let s = segment.worker(i)
+            return ["role": s.name, "pid": Int(s.pid), "state": "\(s.state)", "restarts": 0, "progress": Int(s.progress), "last_exit": ""]
+        }
+        root["workers"] = host + workers.map { w -> [String: Any] in
             let s = segment.worker(w.index)
             return ["role": w.spec.role, "pid": Int(w.pid), "state": w.state, "restarts": w.restarts,
                     "progress": Int(s.progress), "last_exit": w.lastExit]

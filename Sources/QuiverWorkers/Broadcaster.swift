@@ -15,16 +15,17 @@ public struct BroadcasterOptions: Sendable {
     /// The ipc endpoint for local subscribers (other workers, local clients).
     public var ipcEndpoint: String
     public var codec: Codec
-    public var topology: Topology
+    /// The run's topology file (`TopologyFile`), followed while the run lives.
+    public var topologyFile: String
 
-    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topology: Topology) {
+    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topologyFile: String) {
         self.segment = segment
         self.index = index
         self.tcpEndpoint = tcpEndpoint
         self.listenFD = listenFD
         self.ipcEndpoint = ipcEndpoint
         self.codec = codec
-        self.topology = topology
+        self.topologyFile = topologyFile
     }
 }
 
@@ -33,7 +34,9 @@ public struct BroadcasterOptions: Sendable {
 /// It never waits for a client: a slow subscriber loses frames (per-subscriber high-water mark),
 /// the engine is never slowed (it only reads shared memory). Each subscription (XPUB_VERBOSE
 /// passes repeated ones too) is answered with the topology and the latest frame, so a late joiner
-/// has both at once.
+/// has both at once. The topology comes from the run's topology file; when it is replaced (an
+/// embedding session shows another dynamics) every subscriber gets the new one before the next
+/// frame.
 public enum Broadcaster {
     /// Runs until SIGTERM/SIGINT.
     public static func run(_ o: BroadcasterOptions) throws {
@@ -48,7 +51,8 @@ public enum Broadcaster {
         _ = try publisher.bind(o.tcpEndpoint)
         if o.listenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
         _ = try publisher.bind(o.ipcEndpoint)
-        let topology = try TopologyEncoder.encode(o.topology)
+        let topology = TopologyWatcher(path: o.topologyFile)
+        guard topology.encoded != nil else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
         status.state = .ready
 
         var record = FrameRecord()
@@ -63,11 +67,15 @@ public enum Broadcaster {
                 }
             }
             if greet {
-                _ = try publisher.trySend(topology)
+                topology.refresh()
+                if let t = topology.encoded { _ = try publisher.trySend(t) }
                 if let latest { _ = try publisher.trySend(latest) }
             }
             let published = segment.framesPublished
             if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true, let frame = segment.readLatest(into: &record) {
+                // The owner of the dynamics replaces the topology before it publishes the first
+                // frame of another system: one stat per frame catches it in order.
+                if topology.refresh(), let t = topology.encoded { _ = try publisher.trySend(t) }
                 let encoded = try FrameEncoder.encode(wireFrame(frame), codec: o.codec)
                 _ = try publisher.trySend(encoded)
                 latest = encoded

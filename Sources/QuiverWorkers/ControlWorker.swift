@@ -22,8 +22,9 @@ public struct ControlWorkerOptions: Sendable {
     public var stateIPCEndpoint: String
     /// The signing key (hex, from connection.json).
     public var keyHex: String
-    /// Atoms of the system (interaction indices are checked against it).
-    public var atomCount: Int
+    /// The run's topology file: interaction indices are checked against its atom count, followed
+    /// when it is replaced.
+    public var topologyFile: String
     /// eventfds shared with the engine: written here after posting, read here for finished commands.
     public var postedFD: Int32?
     public var doneFD: Int32?
@@ -36,7 +37,7 @@ public struct ControlWorkerOptions: Sendable {
     public var statePublishRate = 30.0
 
     public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String,
-                stateTCPEndpoint: String, stateListenFD: Int32?, stateIPCEndpoint: String, keyHex: String, atomCount: Int,
+                stateTCPEndpoint: String, stateListenFD: Int32?, stateIPCEndpoint: String, keyHex: String, topologyFile: String,
                 postedFD: Int32?, doneFD: Int32?) {
         self.segment = segment
         self.index = index
@@ -47,7 +48,7 @@ public struct ControlWorkerOptions: Sendable {
         self.stateListenFD = stateListenFD
         self.stateIPCEndpoint = stateIPCEndpoint
         self.keyHex = keyHex
-        self.atomCount = atomCount
+        self.topologyFile = topologyFile
         self.postedFD = postedFD
         self.doneFD = doneFD
     }
@@ -76,10 +77,19 @@ public final class ControlWorker {
     var pending: [UInt64: Pending] = [:]
     var router: ZMQSocket!
     var publisher: ZMQSocket!
+    let topology: TopologyWatcher
+
+    /// Atoms of the system shown now (the topology file is re-read when it was replaced).
+    func atomCount() -> Int {
+        topology.refresh()
+        return topology.atomCount ?? 0
+    }
 
     init(_ o: ControlWorkerOptions) throws {
         self.o = o
         segment = try SharedSegment.open(name: o.segment)
+        topology = TopologyWatcher(path: o.topologyFile)
+        guard topology.atomCount != nil else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
         signer = try CommandSigner(keyHex: o.keyHex)
         verifier = RequestVerifier(signer: signer)
         var limits = SharedStateStore.Limits()
@@ -175,7 +185,7 @@ public final class ControlWorker {
         }
         sessions.touch(request.client, now: now)
         let command: ParsedCommand
-        do { command = try CommandCatalog.parse(request, atomCount: o.atomCount) } catch {
+        do { command = try CommandCatalog.parse(request, atomCount: atomCount()) } catch {
             reply(identity, .failure(error))
             return
         }

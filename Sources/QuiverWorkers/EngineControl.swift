@@ -97,8 +97,22 @@ public final class EngineControl {
         return true
     }
 
+    /// Takes over the run settings of the control of a previous dynamics (an embedding session's
+    /// `show`): paused, frame interval, throttles. Interactions and work start anew.
+    public func carrySettings(from previous: EngineControl) {
+        state.paused = previous.state.paused
+        state.frameInterval = previous.state.frameInterval
+        state.maxStepsPerSecond = previous.state.maxStepsPerSecond
+        state.maxFramesPerSecond = previous.state.maxFramesPerSecond
+        if !previous.state.interactions.isEmpty {
+            log("engine: \(previous.state.interactions.count) interactions ended: another dynamics is shown")
+        }
+        dirty = true
+        persistIfNeeded()
+    }
+
     /// Writes the state into the segment when it changed.
-    func persistIfNeeded() {
+    public func persistIfNeeded() {
         guard dirty, let segment else { return }
         dirty = false
         state.work = dynamics.interactiveForces?.work ?? state.work

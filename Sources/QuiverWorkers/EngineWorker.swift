@@ -101,15 +101,17 @@ public final class EngineLoop {
     let newestPublishedAtStart: Int
     private(set) var lastPublishedStep: Int
 
+    /// `publishedStep`: frames are published once past this step; nil: the newest step in the
+    /// ring (a respawned engine), -1 for a dynamics shown anew.
     public init(dynamics: any Dynamics, segment: SharedSegment, control: EngineControl, status: WorkerStatus?, reporter: ProgressReporter?,
-                snapshotInterval: Double?) {
+                snapshotInterval: Double?, publishedStep: Int? = nil) {
         self.dynamics = dynamics
         self.segment = segment
         self.control = control
         self.status = status
         self.reporter = reporter
         self.snapshotInterval = snapshotInterval
-        newestPublishedAtStart = segment.latestFrameScalars().map { Int($0.step) } ?? -1
+        newestPublishedAtStart = publishedStep ?? segment.latestFrameScalars().map { Int($0.step) } ?? -1
         lastPublishedStep = newestPublishedAtStart
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
+import QuiverServer
 import QuiverSupervisor
 import QuiverWire
 import QuiverWorkers
@@ -69,6 +70,20 @@ extension RunConfiguration {
         let types = setup.system.types.map { UInt32($0) }
         return Topology(types: types, typeNames: setup.system.typeNames,
                         elements: system == "argon" ? [UInt8](repeating: 18, count: types.count) : nil)
+    }
+
+    /// The settings `quiver run` shares with an embedding session.
+    var serverSettings: ServerSettings {
+        var s = ServerSettings()
+        s.address = address
+        s.port = port
+        s.controlPort = controlPort
+        s.codec = codec
+        s.precision = precision
+        s.watchdog = watchdog
+        s.grace = grace
+        s.sessionLease = sessionLease
+        return s
     }
 
     var wireCodec: Codec {
@@ -161,67 +176,22 @@ struct Run: ParsableCommand {
     func run() throws {
         let c = try configuration()
         let setup = try c.simulationSetup()
-        SharedSegment.removeStale(prefix: "quiver-run-")
-        let directory = try RunDirectory.acquire(c.runDirectory)
-        defer { directory.release() }
-        let segmentName = "quiver-run-\(getpid())"
-        let segment = try SharedSegment.create(name: segmentName, layout: SegmentLayout(atomCapacity: setup.system.count))
-        defer { try? segment.unlink() }
-        // Public sockets: opened here, handed to the workers, so a restarted worker keeps the port.
-        let frames = try Listener(host: c.address, port: c.port)
-        defer { frames.close() }
-        let heartbeat = try Listener(host: c.address, port: 0)
-        defer { heartbeat.close() }
-        let control = try Listener(host: c.address, port: c.controlPort)
-        defer { control.close() }
-        let state = try Listener(host: c.address, port: 0)
-        defer { state.close() }
-        let framesIPC = try ZMQDefaults.ipcEndpoint(.frames, in: directory.path)
-        let heartbeatIPC = try ZMQDefaults.ipcEndpoint(.heartbeat, in: directory.path)
-        let controlIPC = "ipc://" + directory.path + "/control.ipc"
-        let stateIPC = "ipc://" + directory.path + "/state.ipc"
-        defer { for name in ["frames", "heartbeat", "control", "state"] { unlink(directory.path + "/\(name).ipc") } }
-        // Engine <-> control wake-ups: "commands posted" and "commands done" (owned here, so a
-        // restarted worker keeps them).
-        let posted = qv_os_eventfd(), done = qv_os_eventfd()
-        guard posted >= 0, done >= 0 else { throw ValidationError("eventfd: \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(posted); Glibc.close(done) }
-        let key = ConnectionInfo.randomKey()
-        try directory.writeConnectionFile(ConnectionInfo(
-            protocolVersion: Int(WireFormat.version), runDirectory: directory.path, supervisorPID: getpid(),
-            endpoints: ["control-socket": directory.controlSocketPath,
-                        "frames": frames.endpoint, "frames-ipc": framesIPC,
-                        "heartbeat": heartbeat.endpoint, "heartbeat-ipc": heartbeatIPC,
-                        "control": control.endpoint, "control-ipc": controlIPC,
-                        "state": state.endpoint, "state-ipc": stateIPC],
-            segment: segmentName, key: key))
+        let resources = try ServerResources(runDirectory: c.runDirectory, segmentName: "quiver-run-\(getpid())",
+                                            atomCapacity: setup.system.count, settings: c.serverSettings)
+        defer { resources.close() }
+        let directory = resources.directory
+        try TopologyFile.write(c.topology(of: setup), to: directory.topologyFilePath)
         let executable = try Self.executablePath()
-        func worker(_ role: String, _ index: Int, _ extra: [String]) -> [String] {
-            ["worker", "--role", role, "--segment", segmentName, "--index", "\(index)", "--supervisor-pid", "\(getpid())"] + extra + c.simulationArguments
-        }
-        let workers = [
-            WorkerSpec(role: "engine", arguments: worker("engine", 0, ["--posted-fd", "3", "--done-fd", "4"] + c.pluginArguments), watchdog: c.watchdog, exitEndsRun: true,
-                       passedDescriptors: [posted, done]),
-            WorkerSpec(role: "broadcaster",
-                       arguments: worker("broadcaster", 1, ["--tcp-endpoint", frames.endpoint, "--listen-fd", "3", "--ipc-endpoint", framesIPC,
-                                                            "--codec", c.codec, "--precision", "\(c.precision)"]),
-                       watchdog: c.watchdog, passedDescriptors: [frames.fd]),
-            WorkerSpec(role: "heartbeat",
-                       arguments: worker("heartbeat", 2, ["--tcp-endpoint", heartbeat.endpoint, "--listen-fd", "3", "--ipc-endpoint", heartbeatIPC]),
-                       watchdog: c.watchdog, passedDescriptors: [heartbeat.fd]),
-            // The control worker reads the signing key from the connection file (mode 0600), never
-            // from its arguments, which every user can read in /proc.
-            WorkerSpec(role: "control",
-                       arguments: worker("control", 3, ["--tcp-endpoint", control.endpoint, "--listen-fd", "3", "--ipc-endpoint", controlIPC,
-                                                        "--state-tcp-endpoint", state.endpoint, "--state-listen-fd", "4", "--state-ipc-endpoint", stateIPC,
-                                                        "--connection-file", directory.connectionFilePath, "--atoms", "\(setup.system.count)",
-                                                        "--posted-fd", "5", "--done-fd", "6", "--session-lease", "\(c.sessionLease)"]),
-                       watchdog: c.watchdog, passedDescriptors: [control.fd, state.fd, posted, done]),
-        ]
-        let supervisor = Supervisor(runDirectory: directory, segment: segment, executable: executable, workers: workers,
+        let engine = WorkerSpec(
+            role: "engine",
+            arguments: ["worker", "--role", "engine", "--segment", resources.segment.name, "--index", "0", "--supervisor-pid", "\(getpid())",
+                        "--posted-fd", "3", "--done-fd", "4"] + c.pluginArguments + c.simulationArguments,
+            watchdog: c.watchdog, exitEndsRun: true, passedDescriptors: [resources.posted, resources.done])
+        let workers = [engine] + resources.serviceWorkers(firstIndex: 1)
+        let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: executable, workers: workers,
                                     grace: c.grace, log: Log.line)
         if let previous = directory.tookOverFrom { Log.line("took over \(directory.path) from a server that is gone (pid \(previous))") }
-        Log.line("frames on \(frames.endpoint) and \(framesIPC); connection file \(directory.connectionFilePath)")
+        Log.line("frames on \(resources.frames.endpoint) and \(resources.framesIPC); connection file \(directory.connectionFilePath)")
         let outcome = try supervisor.run()
         if case .stopped(let reason) = outcome {
             print("stopped by \(reason) at step \(supervisor.newestStep ?? 0)")
@@ -264,7 +234,7 @@ struct Worker: ParsableCommand {
     @Option var stateListenFd: Int32?
     @Option var stateIpcEndpoint: String?
     @Option var connectionFile: String?
-    @Option var atoms: Int?
+    @Option var topologyFile: String?
     @Option var sessionLease: Double?
     @Option var plugin: String?
     @Option var pluginOptions: String?
@@ -287,14 +257,14 @@ struct Worker: ParsableCommand {
             _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault, extraForceFields: extra,
                                      postedFD: postedFd, doneFD: doneFd)
         case "control":
-            guard let tcpEndpoint, let ipcEndpoint, let stateTcpEndpoint, let stateIpcEndpoint, let connectionFile, let atoms else {
-                throw ValidationError("control needs its endpoints, --connection-file and --atoms")
+            guard let tcpEndpoint, let ipcEndpoint, let stateTcpEndpoint, let stateIpcEndpoint, let connectionFile, let topologyFile else {
+                throw ValidationError("control needs its endpoints, --connection-file and --topology-file")
             }
             if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }
             let info = try ConnectionInfo.read(from: connectionFile)
             var o = ControlWorkerOptions(segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
                                          stateTCPEndpoint: stateTcpEndpoint, stateListenFD: stateListenFd, stateIPCEndpoint: stateIpcEndpoint,
-                                         keyHex: info.key, atomCount: atoms, postedFD: postedFd, doneFD: doneFd)
+                                         keyHex: info.key, topologyFile: topologyFile, postedFD: postedFd, doneFD: doneFd)
             if let sessionLease { o.sessionLease = sessionLease }
             try ControlWorker.run(o)
         case "broadcaster", "heartbeat":
@@ -306,9 +276,10 @@ struct Worker: ParsableCommand {
                 if let codec { c.codec = codec }
                 if let precision { c.precision = precision }
                 c = try c.checked()
+                guard let topologyFile else { throw ValidationError("broadcaster needs --topology-file") }
                 try Broadcaster.run(BroadcasterOptions(
                     segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
-                    codec: c.wireCodec, topology: c.topology(of: try c.simulationSetup())))
+                    codec: c.wireCodec, topologyFile: topologyFile))
             }
         default:
             throw ValidationError("unknown worker role '\(role)'")
@@ -347,24 +318,4 @@ struct Status: ParsableCommand {
             print("  \(w["role"] ?? "?")  pid \(w["pid"] ?? 0)  \(w["state"] ?? "?")  restarts \(w["restarts"] ?? 0)")
         }
     }
-}
-
-/// A listening TCP socket the supervisor owns and hands to a worker.
-struct Listener {
-    let fd: Int32
-    let port: Int
-    let endpoint: String
-
-    init(host: String, port: Int) throws {
-        var bound: Int32 = 0
-        let fd = qv_os_tcp_listen(host, Int32(port), &bound)
-        guard fd >= 0 else {
-            throw ValidationError("cannot listen on \(host):\(port): \(String(cString: strerror(errno)))")
-        }
-        self.fd = fd
-        self.port = Int(bound)
-        endpoint = host.contains(":") ? "tcp://[\(host)]:\(bound)" : "tcp://\(host):\(bound)"
-    }
-
-    func close() { Glibc.close(fd) }
 }

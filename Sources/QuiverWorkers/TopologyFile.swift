@@ -1,0 +1,97 @@
+import Foundation
+import QuiverEngine
+import QuiverWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The run's topology as a file in the run directory (`topology.bin`: one encoded topology
+/// message, docs/protocol.md). The process that owns the dynamics writes it (the supervisor of
+/// `quiver run`, or an embedding `Session`, again on `show`); the broadcaster sends it to clients
+/// and the control worker checks atom indices against it. It is replaced atomically (a new file
+/// renamed over the old), so a reader sees the old or the new one, never a mix.
+public enum TopologyFile {
+    /// Encodes `topology` and replaces the file at `path` (mode 0600).
+    public static func write(_ topology: Topology, to path: String) throws {
+        let bytes = try TopologyEncoder.encode(topology)
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw RunFileError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let e = errno
+        close(fd)
+        guard written == bytes.count else {
+            unlink(temporary)
+            throw RunFileError("cannot write \(temporary): \(String(cString: strerror(written < 0 ? e : ENOSPC)))")
+        }
+        guard rename(temporary, path) == 0 else {
+            let e = errno
+            unlink(temporary)
+            throw RunFileError("cannot replace \(path): \(String(cString: strerror(e)))")
+        }
+    }
+
+    /// The topology clients see for a dynamics: its types and type names, its elements and bonds
+    /// when it has them, else elements inferred from type names that are element symbols ("Ar").
+    public static func topology(of d: any Dynamics) -> Topology {
+        let types = d.types.map { UInt32(max(0, $0)) }
+        var elements = d.elements
+        if elements == nil {
+            let numbers = d.typeNames.map { Elements.number(ofSymbol: $0) }
+            if !numbers.isEmpty, numbers.allSatisfy({ $0 != nil }) {
+                let byType = numbers.map { $0! }
+                elements = types.map { Int($0) < byType.count ? byType[Int($0)] : 0 }
+            }
+        }
+        let bonds = d.bonds.map { $0.map { SIMD2(UInt32($0.0), UInt32($0.1)) } }
+        return Topology(types: types, typeNames: d.typeNames, elements: elements, atomNames: d.atomNames,
+                        bonds: bonds.flatMap { $0.isEmpty ? nil : $0 })
+    }
+}
+
+/// Follows a topology file: re-reads it when it was replaced (inode, size or modification time
+/// changed), which costs one `stat` per check.
+public final class TopologyWatcher {
+    public let path: String
+    /// The current encoded topology message and its atom count (nil until the file is readable).
+    public private(set) var encoded: [UInt8]?
+    public private(set) var atomCount: Int?
+    private var identity: (ino_t, off_t, Int, Int) = (0, -1, 0, 0)
+
+    public init(path: String) {
+        self.path = path
+        _ = refresh()
+    }
+
+    /// Re-reads the file if it changed and decodes cleanly. Returns true when the topology changed.
+    @discardableResult
+    public func refresh() -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let id = (st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+        if id == identity { return false }
+        guard let data = FileManager.default.contents(atPath: path), let topology = try? TopologyDecoder.decode(Array(data)) else { return false }
+        identity = id
+        encoded = Array(data)
+        atomCount = topology.atomCount
+        return true
+    }
+}
+
+/// Atomic numbers of element symbols, for topologies whose type names are elements.
+enum Elements {
+    static let symbols = ["H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
+                          "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr",
+                          "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe"]
+
+    static func number(ofSymbol s: String) -> UInt8? {
+        symbols.firstIndex(of: s).map { UInt8($0 + 1) }
+    }
+}
+
+/// A file of the run directory could not be written, or a worker found one missing or unreadable.
+public struct RunFileError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

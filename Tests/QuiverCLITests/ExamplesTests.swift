@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The package root (Tests/QuiverCLITests/ExamplesTests.swift -> ../../..).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+@Suite("Examples: the embedding package builds and runs", .serialized)
+struct ExamplesTests {
+    /// Builds the Examples package (debug: the quickest build; the example is small) and returns
+    /// its products' directory.
+    func buildExamples() throws -> URL {
+        let examples = packageRoot.appendingPathComponent("Examples")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["swift", "build", "--package-path", examples.path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = Drain(out.fileHandleForReading)
+        let deadline = Date().addingTimeInterval(1200)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        let log = text.finish()
+        try #require(p.terminationStatus == 0, "swift build --package-path Examples failed:\n\(log.suffix(4000))")
+        return examples.appendingPathComponent(".build/debug")
+    }
+
+    @Test("embedded-server: a custom Swift force field served by a Session, watched and steered through the client, closed cleanly; the C plugin built by the package matches the built-in LJ")
+    func embeddedServer() throws {
+        let products = try buildExamples()
+        let plugin = products.appendingPathComponent("libLJPlugin.so").path
+        #expect(FileManager.default.fileExists(atPath: plugin), "the package did not build libLJPlugin.so")
+        let p = Process()
+        p.executableURL = products.appendingPathComponent("embedded-server")
+        p.arguments = ["--frames", "60", "--plugin", plugin]
+        var env = ProcessInfo.processInfo.environment
+        env["QUIVER_EXECUTABLE"] = QuiverProcess.binary.path
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let stdout = Drain(out.fileHandleForReading), stderr = Drain(err.fileHandleForReading)
+        #expect(reap(p, within: 120), "embedded-server ran past 120 s")
+        let (text, log) = (stdout.finish(), stderr.finish())
+        #expect(p.terminationStatus == 0, "embedded-server failed:\n\(log)")
+        let line = try #require(text.split(separator: "\n").last, "no summary; stderr:\n\(log)")
+        let s = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+
+        #expect(s["frames"] as? Int == 60 && s["frames_ordered"] as? Bool == true, "\(s)")
+        #expect(s["topology_atoms"] as? Int == s["atoms"] as? Int)
+        // The Swift force field acts on what the client sees: restrained atoms stay put, the rest diffuse.
+        let restrained = try #require(s["restrained_max_displacement_nm"] as? Double)
+        let free = try #require(s["free_rms_displacement_nm"] as? Double)
+        #expect(restrained < 0.05 && restrained < free / 2, "restrained atoms moved \(restrained) nm, free ones \(free) nm (rms)")
+        #expect(s["user_forces_seen"] as? Bool == true && (s["pull_work_kj_mol"] as? Double ?? 0) > 0, "the pull left no trace in the frames: \(s)")
+        #expect((s["plugin_force_relative_error"] as? Double ?? 1) < 1e-4, "\(s)")
+        // Closed cleanly: no worker left, no segment, no run directory.
+        #expect(s["run_directory_removed"] as? Bool == true)
+        let pids = (s["worker_pids"] as? [Int] ?? []).map { Int32($0) }
+        #expect(pids.count == 3)
+        for pid in pids { #expect(!alive(pid), "worker \(pid) outlived the example") }
+        let segments = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        #expect(!segments.contains { $0.hasSuffix("-\(p.processIdentifier)") }, "the example left its segment")
+    }
+}
