@@ -47,9 +47,11 @@ public final class ServerResources {
     public let heartbeatIPC: String
     public let controlIPC: String
     public let stateIPC: String
-    /// eventfds: "commands posted" (control -> engine) and "commands done" (engine -> control).
+    /// eventfds: "commands posted" (control -> engine), "commands done" (engine -> control) and
+    /// "frame published" (engine -> broadcaster).
     public let posted: Int32
     public let done: Int32
+    public let published: Int32
     public let connection: ConnectionInfo
     private var closed = false
 
@@ -76,14 +78,14 @@ public final class ServerResources {
             let heartbeatIPC = try ZMQDefaults.ipcEndpoint(.heartbeat, in: directory.path)
             let controlIPC = try ZMQDefaults.ipcEndpoint(path: directory.path + "/control.ipc")
             let stateIPC = try ZMQDefaults.ipcEndpoint(path: directory.path + "/state.ipc")
-            let posted = qv_os_eventfd(), done = qv_os_eventfd()
-            guard posted >= 0, done >= 0 else {
+            let events = (0..<3).map { _ in qv_os_eventfd() }
+            guard events.allSatisfy({ $0 >= 0 }) else {
                 let e = errno
-                if posted >= 0 { Glibc.close(posted) }
-                if done >= 0 { Glibc.close(done) }
+                for fd in events where fd >= 0 { Glibc.close(fd) }
                 throw SupervisorError.system(operation: "eventfd", path: "", errno: e)
             }
-            undo.append { Glibc.close(posted); Glibc.close(done) }
+            let (posted, done, published) = (events[0], events[1], events[2])
+            undo.append { for fd in events { Glibc.close(fd) } }
             let connection = ConnectionInfo(
                 protocolVersion: Int(WireFormat.version), runDirectory: directory.path, supervisorPID: getpid(),
                 endpoints: ["control-socket": directory.controlSocketPath,
@@ -97,7 +99,7 @@ public final class ServerResources {
             self.segment = segment
             (frames, heartbeat, control, state) = (listeners[0], listeners[1], listeners[2], listeners[3])
             (self.framesIPC, self.heartbeatIPC, self.controlIPC, self.stateIPC) = (framesIPC, heartbeatIPC, controlIPC, stateIPC)
-            (self.posted, self.done) = (posted, done)
+            (self.posted, self.done, self.published) = (posted, done, published)
             self.connection = connection
         } catch {
             for u in undo.reversed() { u() }
@@ -116,8 +118,8 @@ public final class ServerResources {
             WorkerSpec(role: "broadcaster",
                        arguments: arguments("broadcaster", firstIndex, ["--tcp-endpoint", frames.endpoint, "--listen-fd", "3", "--ipc-endpoint", framesIPC,
                                                                         "--codec", s.codec, "--precision", "\(s.precision)",
-                                                                        "--topology-file", directory.topologyFilePath]),
-                       watchdog: s.watchdog, passedDescriptors: [frames.fd]),
+                                                                        "--topology-file", directory.topologyFilePath, "--frame-fd", "4"]),
+                       watchdog: s.watchdog, passedDescriptors: [frames.fd, published]),
             WorkerSpec(role: "heartbeat",
                        arguments: arguments("heartbeat", firstIndex + 1, ["--tcp-endpoint", heartbeat.endpoint, "--listen-fd", "3", "--ipc-endpoint", heartbeatIPC]),
                        watchdog: s.watchdog, passedDescriptors: [heartbeat.fd]),
@@ -139,7 +141,7 @@ public final class ServerResources {
         guard !closed else { return }
         closed = true
         frames.close(); heartbeat.close(); control.close(); state.close()
-        Glibc.close(posted); Glibc.close(done)
+        Glibc.close(posted); Glibc.close(done); Glibc.close(published)
         for name in Self.ipcNames { unlink(directory.path + "/\(name).ipc") }
         unlink(directory.topologyFilePath + ".tmp")
         try? segment.unlink()

@@ -153,6 +153,7 @@ public final class Session {
         control = EngineControl(dynamics: dynamics, segment: segment, frameInterval: options.frameInterval, initial: dynamics.saveState(),
                                 postedFD: resources.posted, doneFD: resources.done)
         loop = EngineLoop(dynamics: dynamics, segment: segment, control: control, status: status, reporter: nil, snapshotInterval: nil)
+        loop.frameFD = resources.published
         let log = options.log ?? { line in FileHandle.standardError.write(Data("quiver session: \(line)\n".utf8)) }
         let supervisor = Supervisor(runDirectory: resources.directory, segment: segment, executable: executable,
                                     workers: resources.serviceWorkers(firstIndex: Self.engineIndex + 1),
@@ -235,6 +236,7 @@ public final class Session {
         dynamics = next
         loop = EngineLoop(dynamics: next, segment: segment, control: nextControl, status: segment.worker(Self.engineIndex), reporter: nil,
                           snapshotInterval: nil, publishedStep: -1)
+        loop.frameFD = resources.published
         try loop.publishFrame()
     }
 

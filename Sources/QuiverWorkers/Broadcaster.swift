@@ -17,8 +17,12 @@ public struct BroadcasterOptions: Sendable {
     public var codec: Codec
     /// The run's topology file (`TopologyFile`), followed while the run lives.
     public var topologyFile: String
+    /// An eventfd the engine writes after every frame it publishes: the broadcaster sleeps on it
+    /// (and on its socket) instead of polling the ring every millisecond. nil: poll.
+    public var frameFD: Int32?
 
-    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topologyFile: String) {
+    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topologyFile: String,
+                frameFD: Int32? = nil) {
         self.segment = segment
         self.index = index
         self.tcpEndpoint = tcpEndpoint
@@ -26,6 +30,7 @@ public struct BroadcasterOptions: Sendable {
         self.ipcEndpoint = ipcEndpoint
         self.codec = codec
         self.topologyFile = topologyFile
+        self.frameFD = frameFD
     }
 }
 
@@ -61,7 +66,17 @@ public enum Broadcaster {
         while qv_signal_stop_requested() == 0 {
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe.
             var greet = false
-            if try publisher.poll(.readable, timeout: .milliseconds(1)).contains(.readable) {
+            var socketReadable: Bool
+            if let fd = o.frameFD {
+                // Woken by a published frame or a subscription; at least 10 times a second for
+                // the progress counter and a stop request.
+                let ready = try ZMQ.poll([.socket(publisher), .fileDescriptor(fd)], timeout: .milliseconds(100))
+                socketReadable = ready[0].contains(.readable)
+                if ready[1].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
+            } else {
+                socketReadable = try publisher.poll(.readable, timeout: .milliseconds(1)).contains(.readable)
+            }
+            if socketReadable {
                 while let message = try publisher.tryReceive() {
                     if message.first == 1 { greet = true }
                 }

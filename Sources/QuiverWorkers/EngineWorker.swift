@@ -43,7 +43,7 @@ public struct EngineWorkerOptions: Sendable {
 public enum EngineWorker {
     /// Returns true when `totalSteps` were reached, false when stopped by SIGTERM/SIGINT.
     public static func run(setup: SimulationSetup, options: EngineWorkerOptions, fault: Fault?,
-                           extraForceFields: [any ForceField] = [], postedFD: Int32? = nil, doneFD: Int32? = nil) throws -> Bool {
+                           extraForceFields: [any ForceField] = [], postedFD: Int32? = nil, doneFD: Int32? = nil, frameFD: Int32? = nil) throws -> Bool {
         let segment = try SharedSegment.open(name: options.segment)
         let status = segment.worker(options.index)
         status.pid = getpid()
@@ -70,6 +70,7 @@ public enum EngineWorker {
         }
         let loop = EngineLoop(dynamics: sim, segment: segment, control: control, status: status, reporter: reporter,
                               snapshotInterval: options.snapshotInterval)
+        loop.frameFD = frameFD
         if resumedFrom == nil {
             try loop.snapshot()
             try loop.publishFrame()
@@ -100,6 +101,8 @@ public final class EngineLoop {
     /// Frames are published only past this step (a respawned engine catching up publishes nothing).
     let newestPublishedAtStart: Int
     private(set) var lastPublishedStep: Int
+    /// An eventfd written after every published frame (wakes the broadcaster); nil: none.
+    public var frameFD: Int32?
 
     /// `publishedStep`: frames are published once past this step; nil: the newest step in the
     /// ring (a respawned engine), -1 for a dynamics shown anew.
@@ -196,6 +199,7 @@ public final class EngineLoop {
         try dynamics.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z, userForces: user) }
         lastPublishedStep = dynamics.step
         control.positionsChanged = false
+        if let frameFD { var one: UInt64 = 1; _ = Glibc.write(frameFD, &one, 8) }
     }
 }
 

@@ -185,8 +185,8 @@ struct Run: ParsableCommand {
         let engine = WorkerSpec(
             role: "engine",
             arguments: ["worker", "--role", "engine", "--segment", resources.segment.name, "--index", "0", "--supervisor-pid", "\(getpid())",
-                        "--posted-fd", "3", "--done-fd", "4"] + c.pluginArguments + c.simulationArguments,
-            watchdog: c.watchdog, exitEndsRun: true, passedDescriptors: [resources.posted, resources.done])
+                        "--posted-fd", "3", "--done-fd", "4", "--frame-fd", "5"] + c.pluginArguments + c.simulationArguments,
+            watchdog: c.watchdog, exitEndsRun: true, passedDescriptors: [resources.posted, resources.done, resources.published])
         let workers = [engine] + resources.serviceWorkers(firstIndex: 1)
         let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: executable, workers: workers,
                                     grace: c.grace, log: Log.line)
@@ -230,6 +230,7 @@ struct Worker: ParsableCommand {
     @Option var precision: Double?
     @Option var postedFd: Int32?
     @Option var doneFd: Int32?
+    @Option var frameFd: Int32?
     @Option var stateTcpEndpoint: String?
     @Option var stateListenFd: Int32?
     @Option var stateIpcEndpoint: String?
@@ -255,7 +256,7 @@ struct Worker: ParsableCommand {
                 simulation: SimulationOptions(threads: c.threads, seed: c.seed, kernel: c.kernelVariant))
             let extra: [any ForceField] = try plugin.map { [try PluginForceField(path: $0, options: pluginOptions ?? "")] } ?? []
             _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault, extraForceFields: extra,
-                                     postedFD: postedFd, doneFD: doneFd)
+                                     postedFD: postedFd, doneFD: doneFd, frameFD: frameFd)
         case "control":
             guard let tcpEndpoint, let ipcEndpoint, let stateTcpEndpoint, let stateIpcEndpoint, let connectionFile, let topologyFile else {
                 throw ValidationError("control needs its endpoints, --connection-file and --topology-file")
@@ -279,7 +280,7 @@ struct Worker: ParsableCommand {
                 guard let topologyFile else { throw ValidationError("broadcaster needs --topology-file") }
                 try Broadcaster.run(BroadcasterOptions(
                     segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
-                    codec: c.wireCodec, topologyFile: topologyFile))
+                    codec: c.wireCodec, topologyFile: topologyFile, frameFD: frameFd))
             }
         default:
             throw ValidationError("unknown worker role '\(role)'")

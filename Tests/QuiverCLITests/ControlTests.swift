@@ -54,6 +54,31 @@ struct ControlTests {
         #expect(eventually(within: 3) { (newestStep(segment) ?? 0) > UInt64(at) + 20 })
     }
 
+    @Test("the broadcaster sleeps until the engine publishes: about 10 wake-ups a second while paused, every frame delivered while running")
+    func broadcasterWakesOnPublication() throws {
+        let server = try TestServer(["--frame-interval", "20"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        #expect(try frames.nextFrame(timeout: 5) != nil)
+        #expect(try client.send("pause").isOK)
+        usleep(200_000)
+        let broadcaster = segment.worker(1)
+        let before = broadcaster.progress
+        usleep(1_000_000)
+        let wakeUps = broadcaster.progress - before
+        // It waits on the "frame published" eventfd with a 100 ms timeout (a poll of the ring
+        // every millisecond would make about 1000).
+        #expect(wakeUps >= 5 && wakeUps <= 30, "the paused server's broadcaster woke \(wakeUps) times in a second")
+        #expect(try client.send("play").isOK)
+        // Running: the engine publishes hundreds of frames a second; the client gets them at that
+        // pace (a broadcaster woken only by its 100 ms timeout would send about 10).
+        var received = 0
+        let start = Date()
+        while Date().timeIntervalSince(start) < 1 { if try frames.nextFrame(timeout: 0.2) != nil { received += 1 } }
+        #expect(received > 50, "\(received) frames in a second")
+    }
+
     @Test("unsigned, wrongly signed, stale and replayed commands are refused and change nothing")
     func signing() throws {
         let server = try TestServer(["--frame-interval", "5"])

@@ -171,8 +171,9 @@ struct ServerTests {
         #expect(supervisorFDs.count > 3, "the supervisor holds the lock, the signal pipe and the control socket")
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(engine.pid)/fd").compactMap(Int.init).sorted()
         let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(engine.pid)/fd/\($0)")) ?? "?" }
-        // 3 and 4: the "commands posted" and "commands done" eventfds the supervisor hands the engine
-        #expect(fds == [0, 1, 2, 3, 4] && targets[3...].allSatisfy { $0.contains("eventfd") },
+        // 3, 4 and 5: the "commands posted", "commands done" and "frame published" eventfds the
+        // supervisor hands the engine
+        #expect(fds == [0, 1, 2, 3, 4, 5] && targets[3...].allSatisfy { $0.contains("eventfd") },
                 "engine descriptors: \(zip(fds, targets).map { "\($0.0) -> \($0.1)" })")
         _ = try ControlClient.send("stop", runDirectory: server.directory.path)
         #expect(server.waitForExit(within: 10))
