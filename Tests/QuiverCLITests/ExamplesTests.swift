@@ -27,6 +27,36 @@ struct ExamplesTests {
         return examples.appendingPathComponent(".build/debug")
     }
 
+    @Test("SIGINT to a program serving a session: run returns .stopped, close stops every worker and removes every file")
+    func interrupted() throws {
+        let products = try buildExamples()
+        let p = Process()
+        p.executableURL = products.appendingPathComponent("embedded-server")
+        p.arguments = ["--frames", "1000000", "--timeout", "60"]
+        var env = ProcessInfo.processInfo.environment
+        env["QUIVER_EXECUTABLE"] = QuiverProcess.binary.path
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let stdout = Drain(out.fileHandleForReading), stderr = Drain(err.fileHandleForReading)
+        #expect(eventually(within: 30) { stderr.text.contains("embedded-server: serving") })
+        usleep(300_000)
+        kill(p.processIdentifier, SIGINT)
+        #expect(reap(p, within: 20), "embedded-server did not stop on SIGINT")
+        let (text, log) = (stdout.finish(), stderr.finish())
+        let line = try #require(text.split(separator: "\n").last, "no summary; stderr:\n\(log)")
+        let s = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect((s["stop"] as? String)?.contains("SIGINT") == true, "\(s)")
+        #expect(s["run_directory_removed"] as? Bool == true)
+        let pids = (s["worker_pids"] as? [Int] ?? []).map { Int32($0) }
+        #expect(pids.count == 3)
+        for pid in pids { #expect(!alive(pid), "worker \(pid) outlived the example") }
+        let segments = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        #expect(!segments.contains { $0.hasSuffix("-\(p.processIdentifier)") }, "the example left its segment")
+    }
+
     @Test("embedded-server: a custom Swift force field served by a Session, watched and steered through the client, closed cleanly; the C plugin built by the package matches the built-in LJ")
     func embeddedServer() throws {
         let products = try buildExamples()

@@ -69,7 +69,11 @@ final class Watcher: @unchecked Sendable {
     private(set) var pullWork = 0.0
     private(set) var failure: String?
 
+    private var _stop = false
     var done: Bool { lock.lock(); defer { lock.unlock() }; return _done }
+    /// Asks the thread to finish (the session stopped).
+    func stop() { lock.lock(); _stop = true; lock.unlock() }
+    private var stopping: Bool { lock.lock(); defer { lock.unlock() }; return _stop }
 
     func start(connectionFile: String, connection: ConnectionInfo, wanted: Int, restrained: [Int], reference: [SIMD3<Double>],
                start: [SIMD3<Float>], pulled: [Int], box: SIMD3<Double>) {
@@ -81,8 +85,8 @@ final class Watcher: @unchecked Sendable {
                 var lastStep: Int64 = -1
                 var pulling = false
                 let deadline = Date().addingTimeInterval(60)
-                while frames < wanted && Date() < deadline {
-                    guard let f = try client.nextFrame(timeout: 1)?.frame else { continue }
+                while frames < wanted && Date() < deadline && !stopping {
+                    guard let f = try client.nextFrame(timeout: 0.2)?.frame else { continue }
                     frames += 1
                     if firstIndex == nil { firstIndex = f.index }
                     if f.index <= lastIndex && frames > 1 || f.step <= lastStep { ordered = false }
@@ -175,7 +179,8 @@ func main() throws -> Int32 {
                   reference: restraints.reference, start: start, pulled: [100, 101, 102, 103], box: box)
     let deadline = Date().addingTimeInterval(args.timeout)
     let stop = try session.run(until: { watcher.done || Date() > deadline })
-    while !watcher.done && Date() < deadline { usleep(10_000) }
+    watcher.stop()
+    while !watcher.done { usleep(10_000) }
     session.close()
 
     let freeRMS = watcher.freeSamples > 0 ? (watcher.freeSquared / Double(watcher.freeSamples)).squareRoot() : 0
