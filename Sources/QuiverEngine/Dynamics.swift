@@ -42,6 +42,10 @@ public protocol Dynamics: AnyObject {
     func restoreState(_ state: DynamicState) throws
     /// Draws new velocities for some atoms at a temperature (after an interaction ends).
     func resetVelocities(of particles: [Int], temperature: Double) throws
+    /// Called between steps after clients changed the interactions: a dynamics that holds forces
+    /// from the last step replaces their interactive part, so the next step already moves the
+    /// atoms with the new set (no step of delay).
+    func applyInteractionChanges()
 }
 
 extension Dynamics {
@@ -60,6 +64,7 @@ extension Dynamics {
     public func resetVelocities(of particles: [Int], temperature: Double) throws {
         throw EngineError.invalidParameter("\(name) cannot reset velocities")
     }
+    public func applyInteractionChanges() {}
 }
 
 extension Energies {

@@ -77,6 +77,10 @@ public final class InteractiveForces: ForceField {
     /// Applied forces of the last evaluation, one entry per particle per interaction (unsorted).
     private var lastForces: [(index: Int, force: SIMD3<Double>)] = []
 
+    /// Whether interactions were set or removed since the last evaluation (the forces held by the
+    /// simulation are then those of the previous set; `Simulation.applyInteractionChanges`).
+    public private(set) var changedSinceEvaluation = false
+
     /// User energy of the last evaluation, kJ/mol: the sum of the interactions' energies from their
     /// formulas (not reduced by clipping). Not part of the simulation's potential energy.
     public private(set) var energy: Double = 0
@@ -100,6 +104,7 @@ public final class InteractiveForces: ForceField {
         }
         try interaction.validate(atomCount: atomCount)
         let entry = Active(interaction, masses: masses)
+        changedSinceEvaluation = true
         if let k = active.firstIndex(where: { $0.interaction.id == interaction.id }) {
             entry.continueFrom(active[k])
             active[k] = entry
@@ -112,6 +117,7 @@ public final class InteractiveForces: ForceField {
     @discardableResult
     public func remove(id: String) -> Interaction? {
         guard let k = active.firstIndex(where: { $0.interaction.id == id }) else { return nil }
+        changedSinceEvaluation = true
         return active.remove(at: k).interaction
     }
 
@@ -119,6 +125,7 @@ public final class InteractiveForces: ForceField {
     @discardableResult
     public func removeAll() -> [Interaction] {
         let all = interactions
+        if !active.isEmpty { changedSinceEvaluation = true }
         active.removeAll()
         return all
     }
@@ -180,6 +187,7 @@ public final class InteractiveForces: ForceField {
     public func addForces(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>,
                           fx: UnsafeMutableBufferPointer<Float>, fy: UnsafeMutableBufferPointer<Float>, fz: UnsafeMutableBufferPointer<Float>,
                           box b: Box) {
+        changedSinceEvaluation = false
         guard !active.isEmpty else {
             lastForces.removeAll(keepingCapacity: true)
             energy = 0
@@ -231,6 +239,17 @@ public final class InteractiveForces: ForceField {
         }
         energy = totalEnergy
         work += workDone
+    }
+
+    /// Takes the forces of the last evaluation back out of `fx, fy, fz` (before evaluating a changed
+    /// set of interactions at the same positions).
+    public func subtractLastForces(fx: UnsafeMutableBufferPointer<Float>, fy: UnsafeMutableBufferPointer<Float>, fz: UnsafeMutableBufferPointer<Float>) {
+        for (p, f) in lastForces where p < fx.count {
+            fx[p] -= Float(f.x)
+            fy[p] -= Float(f.y)
+            fz[p] -= Float(f.z)
+        }
+        lastForces.removeAll(keepingCapacity: true)
     }
 
     /// Energy (kJ/mol) and force on the centre of mass (kJ/mol/nm) for the vector `d` from the

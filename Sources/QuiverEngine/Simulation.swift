@@ -146,6 +146,17 @@ public final class Simulation {
         try computeForces(energy: energy)
     }
 
+    /// Interactions changed between steps: takes the previous interactive forces out of the force
+    /// buffer and adds the current ones at the current positions, so the next step's first
+    /// half-kick uses them (positions at the next step already feel a new pull). Does nothing when
+    /// the interactions did not change since the last force evaluation.
+    public func applyInteractionChanges() {
+        guard interactions.changedSinceEvaluation else { return }
+        interactions.subtractLastForces(fx: storage.fx.buffer, fy: storage.fy.buffer, fz: storage.fz.buffer)
+        interactions.addForces(x: UnsafeBufferPointer(storage.x.buffer), y: UnsafeBufferPointer(storage.y.buffer), z: UnsafeBufferPointer(storage.z.buffer),
+                               fx: storage.fx.buffer, fy: storage.fy.buffer, fz: storage.fz.buffer, box: storage.box)
+    }
+
     /// Kinetic energy in kJ/mol (double accumulation).
     public var kineticEnergy: Double {
         var s = storage.cState

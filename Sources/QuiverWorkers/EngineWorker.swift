@@ -137,6 +137,7 @@ public final class EngineLoop {
                 control.wait(seconds: control.paused ? 0.05 : min(0.05, Double(notBefore - t) / 1e9))
                 continue
             }
+            dynamics.applyInteractionChanges()
             let interval = control.frameInterval
             let boundary = (dynamics.step + 1) % interval == 0 || dynamics.step + 1 == totalSteps
             try dynamics.advance(steps: 1, energy: boundary)

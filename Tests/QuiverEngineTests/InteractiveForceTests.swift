@@ -311,6 +311,70 @@ struct InteractiveForceTests {
         #expect(abs((e1 - e0) - user.work) <= 0.03 * abs(user.work), "energy change \(e1 - e0) vs work \(user.work)")
     }
 
+    @Test("applyInteractionChanges: a pull set between steps moves the atom in the very next step; removal stops it at once")
+    func changesApplyAtTheNextStep() throws {
+        let m: Float = 1, dt = 0.001, pull = 5000.0
+        func oneStep(refresh: Bool) throws -> (moved: Double, afterRemoval: Double) {
+            // The simulation's own interactive forces (the ones the engine loop changes).
+            let (sim, _) = try userOnly([SIMD3(5, 5, 5)], masses: [m])
+            let user = sim.interactions
+            try sim.run(steps: 3)
+            try user.set(Interaction(id: "c", kind: .constant, position: [9, 5, 5], particles: [0], scale: pull))
+            if refresh { sim.applyInteractionChanges() }
+            try sim.run(steps: 1)
+            let moved = Double(sim.positions()[0].x) - 5
+            _ = user.remove(id: "c")
+            if refresh { sim.applyInteractionChanges() }
+            let v = Double(sim.velocities()[0].x)
+            try sim.run(steps: 1)
+            // With the pull gone at once, the atom coasts at v (plus the last half-kick it already had).
+            return (moved, Double(sim.positions()[0].x) - 5 - moved - v * dt)
+        }
+        let late = try oneStep(refresh: false)
+        let atOnce = try oneStep(refresh: true)
+        // Velocity Verlet: the first half-kick with F, then the drift: dx = F dt^2 / (2 m).
+        let expected = pull / Double(m) * dt * dt / 2
+        #expect(abs(late.moved) < 1e-3 * expected, "without applying the change the first step cannot move the atom: \(late.moved)")
+        #expect(abs(atOnce.moved - expected) < 1e-3 * expected + 1e-8, "moved \(atOnce.moved), expected \(expected)")
+        #expect(abs(atOnce.afterRemoval) < 1e-2 * expected, "the removed pull still acted: \(atOnce.afterRemoval)")
+        #expect(abs(late.afterRemoval) > expected / 2, "without applying the removal the old force acts once more")
+    }
+
+    @Test("applyInteractionChanges keeps the work exact: changes applied between steps, under NVE the energy changes by the work")
+    func workWithChangesApplied() throws {
+        var setup = try BuiltinSystems.lennardJonesBench(cells: 4)
+        setup.lennardJones.shift = true
+        let sim = try setup.makeSimulation(options: SimulationOptions(threads: 1))
+        let user = sim.interactions
+        try sim.run(steps: 200)
+        let group = [7, 60, 61, 90]
+        let masses = group.map { Double(setup.system.masses[$0]) }
+        let start = centreOfMass(sim, group, masses: masses)
+        let e0 = try sim.energies().total
+        var positions = sim.unwrappedPositions()
+        var forces: [Int: SIMD3<Double>] = [:]
+        var integral = 0.0
+        func record() {
+            let now = sim.unwrappedPositions()
+            let newForces = Dictionary(uniqueKeysWithValues: user.userForces().map { ($0.index, SIMD3<Double>($0.force)) })
+            for (i, f) in newForces { integral += 0.5 * (((forces[i] ?? .zero) + f) * (now[i] - positions[i])).sum() }
+            positions = now
+            forces = newForces
+        }
+        for k in 1...400 {
+            if k == 1 { try user.set(spring("w", group, to: start + SIMD3(1.5, -1.0, 0.5), scale: 30)) }
+            if k == 150 { try user.set(Interaction(id: "w", kind: .gaussian, position: start, particles: group, scale: 60)) }
+            if k == 300 { _ = user.remove(id: "w") }
+            if k == 1 || k == 150 || k == 300 { sim.applyInteractionChanges(); record() }
+            try sim.run(steps: 1, energy: k == 400)
+            record()
+        }
+        let e1 = try sim.energies().total
+        #expect(abs(user.work) > 5, "the test needs a sizeable amount of work, got \(user.work)")
+        #expect(abs(user.work - integral) <= 0.01 * abs(integral), "work \(user.work) vs integral \(integral)")
+        #expect(abs((e1 - e0) - user.work) <= 0.03 * abs(user.work), "energy change \(e1 - e0) vs work \(user.work)")
+    }
+
     @Test("resetVelocities: Maxwell-Boltzmann at the temperature, per mass; deterministic; only those atoms; errors")
     func resetVelocities() throws {
         let n = 30_000
