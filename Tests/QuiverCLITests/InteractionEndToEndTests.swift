@@ -1,5 +1,7 @@
 import Foundation
+import QuiverClient
 import QuiverControl
+import QuiverSharedMemory
 import Testing
 
 @Suite("Control end to end: interaction to frame, the frame-rate cap, velocities redrawn when a pull ends", .serialized)
@@ -32,5 +34,41 @@ struct InteractionEndToEndTests {
             // Counted from the send, so a command applied late shows too (1: the next frame published).
             #expect((forces["frames_after_send"] as? Int ?? 99) <= 3, "the user forces came more than three frames after the send: \(s)")
         }
+    }
+
+    @Test("set max_frames_per_second=10: a client gets about 10 frames/s, far fewer than unthrottled; 0 lifts the cap")
+    func frameRateCap() throws {
+        let server = try TestServer(["--frame-interval", "2"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        _ = try #require(try frames.nextFrame(timeout: 5), "no frame")
+        /// Frames received (and published into shared memory) per second over `seconds`, counting
+        /// only frames past `step` (published after a setting took effect).
+        func rate(over seconds: Double, after step: Double) throws -> (received: Double, published: Double) {
+            // skip what was published before the change
+            while let f = try frames.nextFrame(timeout: 1), Double(f.frame.step) <= step {}
+            let published0 = segment.framesPublished
+            let start = Date()
+            var count = 0
+            while Date().timeIntervalSince(start) < seconds {
+                if try frames.nextFrame(timeout: max(0.01, seconds - Date().timeIntervalSince(start))) != nil { count += 1 }
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            return (Double(count) / elapsed, Double(segment.framesPublished - published0) / elapsed)
+        }
+        let free = try rate(over: 1, after: 0)
+        let capped = try client.send("set", args: ["values": ["max_frames_per_second": 10]])
+        #expect(capped.isOK && number(capped, "max_frames_per_second") == 10, "\(capped)")
+        let slow = try rate(over: 2, after: try #require(number(capped, "applied_step")))
+        let lifted = try client.send("set", args: ["values": ["max_frames_per_second": 0]])
+        #expect(lifted.isOK, "\(lifted)")
+        let fast = try rate(over: 1, after: try #require(number(lifted, "applied_step")))
+        print("frames/s received (published): unthrottled \(free), capped at 10: \(slow), cap lifted: \(fast)")
+        #expect(free.received > 40, "unthrottled, a 500-atom run should deliver far more than 40 frames/s: \(free)")
+        #expect(slow.received >= 6 && slow.received <= 14, "capped at 10 frames/s, received \(slow.received)")
+        #expect(slow.published >= 6 && slow.published <= 14, "capped at 10 frames/s, the engine published \(slow.published)")
+        #expect(slow.received < free.received / 3, "the cap did not slow the frames clearly: \(slow) vs \(free)")
+        #expect(fast.received > 3 * slow.received && fast.received > 40, "setting 0 did not lift the cap: \(fast) vs \(slow)")
     }
 }
