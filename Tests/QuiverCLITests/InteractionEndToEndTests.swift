@@ -71,4 +71,55 @@ struct InteractionEndToEndTests {
         #expect(slow.received < free.received / 3, "the cap did not slow the frames clearly: \(slow) vs \(free)")
         #expect(fast.received > 3 * slow.received && fast.received > 40, "setting 0 did not lift the cap: \(fast) vs \(slow)")
     }
+
+    @Test("an interaction with reset_velocities ends: its atoms get thermal velocities at once; one without keeps its atoms' velocities")
+    func resetVelocitiesWhenAPullEnds() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        #expect(try client.send("pause").isOK)
+        /// A snapshot written after this call: the engine writes one every 0.5 s, also while paused.
+        func freshSnapshot() throws -> EngineSnapshot {
+            let seen = segment.readSnapshot()?.index
+            var s: EngineSnapshot?
+            #expect(eventually(within: 3) { s = segment.readSnapshot(); return s != nil && s!.index != seen })
+            return try #require(s, "no new engine snapshot within 3 s")
+        }
+        let start = try freshSnapshot()
+        let resetGroup = Array(0..<8), keepGroup = Array(250..<258)
+        for (id, group, reset) in [("reset", resetGroup, true), ("keep", keepGroup, false)] {
+            let a = group[0]
+            let set = try client.send("interaction.set", args: [
+                "id": .string(id), "type": "constant", "particles": .array(group.map { .number(Double($0)) }),
+                "position": .array([Double(start.x[a]) + 0.7, Double(start.y[a]), Double(start.z[a])].map { .number($0) }),
+                "scale": 2000, "lease": 60, "reset_velocities": .bool(reset),
+            ])
+            #expect(set.isOK, "\(set)")
+        }
+        let stepped = try client.send("step", args: ["count": 20])
+        let until = try #require(number(stepped, "until_step"))
+        #expect(eventually(within: 5) { newestStep(segment) == UInt64(until) }, "step 20 did not finish")
+        let hot = try freshSnapshot()
+        #expect(hot.step == UInt64(until))
+        // <v^2> per component over kT/m: 1 at the thermostat's temperature (94.4 K, argon).
+        let thermal = 0.0083144626 * 94.4 / 39.948
+        func heat(_ s: EngineSnapshot, _ group: [Int]) -> Double {
+            group.map { Double(s.vx[$0] * s.vx[$0] + s.vy[$0] * s.vy[$0] + s.vz[$0] * s.vz[$0]) }.reduce(0, +) / Double(3 * group.count) / thermal
+        }
+        func velocities(_ s: EngineSnapshot, _ group: [Int]) -> [Float] { group.flatMap { [s.vx[$0], s.vy[$0], s.vz[$0]] } }
+        #expect(heat(hot, resetGroup) > 4 && heat(hot, keepGroup) > 4,
+                "the pull should have heated both groups far above the thermostat: \(heat(hot, resetGroup)), \(heat(hot, keepGroup))")
+        // Both end while the run stays paused: nothing else changes a velocity meanwhile.
+        #expect(try client.send("interaction.remove", args: ["id": "reset"]).isOK)
+        #expect(try client.send("interaction.remove", args: ["id": "keep"]).isOK)
+        let after = try freshSnapshot()
+        #expect(after.step == hot.step, "the run must still be paused")
+        print("velocity reset: <v^2>/(kT/m) of the pulled atoms \(heat(hot, resetGroup)) -> \(heat(after, resetGroup)) (reset), \(heat(hot, keepGroup)) -> \(heat(after, keepGroup)) (kept)")
+        #expect(velocities(after, keepGroup) == velocities(hot, keepGroup), "an interaction without reset_velocities changed its atoms' velocities")
+        #expect(velocities(after, resetGroup) != velocities(hot, resetGroup), "reset_velocities did not redraw the velocities")
+        // 24 components drawn at 94.4 K: their mean square is kT/m within a factor of 3 (chi-square, 24 degrees of freedom).
+        let redrawn = heat(after, resetGroup)
+        #expect(redrawn > 0.2 && redrawn < 3, "the redrawn velocities are not thermal: <v^2>/(kT/m) = \(redrawn)")
+        #expect(velocities(after, Array(8..<250)) == velocities(hot, Array(8..<250)), "atoms outside the interaction were touched")
+    }
 }
