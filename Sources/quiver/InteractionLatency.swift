@@ -190,7 +190,7 @@ final class LatencyProbe {
     private let clientID = "latency-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
     private var counter = 0
     private var replies: [String: (reply: CommandReply, at: Double)] = [:]
-    /// Frames since the last `forgetFrames()`, in arrival order.
+    /// Frames received since the current sample's send (before the first sample: since the start), in arrival order.
     private var received: [Received] = []
     private var newest: Received?
     /// The first frame seen: with the newest, the engine's frame period.
@@ -285,7 +285,7 @@ final class LatencyProbe {
         return result
     }
 
-    /// The first frame received (since the last forget) with a step above `step`; waits for it
+    /// The first frame received since the sample's send with a step above `step`; waits for it
     /// until `deadline`.
     private func firstFrame(after step: Int64, until deadline: Double) throws -> Received? {
         while true {
@@ -320,7 +320,8 @@ final class LatencyProbe {
 
         var out: [LatencySample] = []
         let groups = atomCount / atomsPerGroup
-        defer { _ = try? send("bye") }
+        // Leave (ends anything still set); wait for the reply, or the socket's close drops the request.
+        defer { _ = try? reply(send("bye").id) }
         for k in 0..<samples {
             // Sends at a random phase of the frame cycle, not locked to the previous frame.
             let pause = Self.now + Double.random(in: 0..<max(0.001, framePeriod ?? 0.01))
