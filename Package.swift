@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

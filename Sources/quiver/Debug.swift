@@ -7,7 +7,7 @@ struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Diagnostic tools used by the reliability tests.",
         shouldDisplay: false,
-        subcommands: [ShmWriter.self, ShmReader.self])
+        subcommands: [ShmWriter.self, ShmReader.self, InteractionLatency.self])
 }
 
 /// The pattern a test writer fills frame `index` with, and a reader checks: exact small integers.

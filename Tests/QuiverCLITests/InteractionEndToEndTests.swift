@@ -1,0 +1,125 @@
+import Foundation
+import QuiverClient
+import QuiverControl
+import QuiverSharedMemory
+import Testing
+
+@Suite("Control end to end: interaction to frame, the frame-rate cap, velocities redrawn when a pull ends", .serialized)
+struct InteractionEndToEndTests {
+    @Test("quiver debug interaction-latency: each sample's first frame past the applied step carries the user forces, within two frame boundaries and three frames of the send")
+    func interactionLatency() throws {
+        let server = try TestServer(["--cells", "4", "--frame-interval", "10"])
+        // 1000 steps/s, a frame every 10 ms: a 256-atom engine left alone publishes faster than the
+        // broadcaster polls, and frames it skips would count as late.
+        #expect(try server.commandClient().send("set", args: ["values": ["max_steps_per_second": 1000]]).isOK)
+        let r = try QuiverProcess.run(["debug", "interaction-latency", server.directory.path + "/connection.json",
+                                       "--samples", "8", "--timeout", "5", "--format", "json"], timeout: 60)
+        #expect(r.status == 0, "stderr: \(r.stderr)\nstdout: \(r.stdout)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
+        #expect(result["atoms"] as? Int == 256 && result["frame_interval"] as? Int == 10)
+        let samples = try #require(result["samples"] as? [[String: Any]])
+        #expect(samples.count == 8)
+        for s in samples {
+            #expect(s["failure"] == nil, "\(s)")
+            let applied = try #require(s["applied_step"] as? Int)
+            let forces = try #require(s["forces"] as? [String: Any], "\(s)")
+            let positions = try #require(s["positions"] as? [String: Any], "\(s)")
+            // The frame after the applied step shows the user forces; the one after that is the
+            // first whose positions were integrated with them.
+            #expect((forces["step"] as? Int ?? 0) > applied, "\(s)")
+            #expect((positions["step"] as? Int ?? 0) > applied + 1, "\(s)")
+            #expect((forces["user_forces"] as? Int ?? 0) >= 4 && (positions["user_forces"] as? Int ?? 0) >= 4, "\(s)")
+            #expect((forces["boundaries_late"] as? Int ?? 99) <= 2, "the user forces came more than two frames late: \(s)")
+            #expect((positions["boundaries_late"] as? Int ?? 99) <= 3, "the moved positions came more than three frames late: \(s)")
+            // Counted from the send, so a command applied late shows too (1: the next frame published).
+            #expect((forces["frames_after_send"] as? Int ?? 99) <= 3, "the user forces came more than three frames after the send: \(s)")
+        }
+    }
+
+    @Test("set max_frames_per_second=10: a client gets about 10 frames/s, far fewer than unthrottled; 0 lifts the cap")
+    func frameRateCap() throws {
+        let server = try TestServer(["--frame-interval", "2"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        let frames = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        _ = try #require(try frames.nextFrame(timeout: 5), "no frame")
+        /// Frames received (and published into shared memory) per second over `seconds`, counting
+        /// only frames past `step` (published after a setting took effect).
+        func rate(over seconds: Double, after step: Double) throws -> (received: Double, published: Double) {
+            // skip what was published before the change
+            while let f = try frames.nextFrame(timeout: 1), Double(f.frame.step) <= step {}
+            let published0 = segment.framesPublished
+            let start = Date()
+            var count = 0
+            while Date().timeIntervalSince(start) < seconds {
+                if try frames.nextFrame(timeout: max(0.01, seconds - Date().timeIntervalSince(start))) != nil { count += 1 }
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            return (Double(count) / elapsed, Double(segment.framesPublished - published0) / elapsed)
+        }
+        let free = try rate(over: 1, after: 0)
+        let capped = try client.send("set", args: ["values": ["max_frames_per_second": 10]])
+        #expect(capped.isOK && number(capped, "max_frames_per_second") == 10, "\(capped)")
+        let slow = try rate(over: 2, after: try #require(number(capped, "applied_step")))
+        let lifted = try client.send("set", args: ["values": ["max_frames_per_second": 0]])
+        #expect(lifted.isOK, "\(lifted)")
+        let fast = try rate(over: 1, after: try #require(number(lifted, "applied_step")))
+        print("frames/s received (published): unthrottled \(free), capped at 10: \(slow), cap lifted: \(fast)")
+        #expect(free.received > 40, "unthrottled, a 500-atom run should deliver far more than 40 frames/s: \(free)")
+        #expect(slow.received >= 6 && slow.received <= 14, "capped at 10 frames/s, received \(slow.received)")
+        #expect(slow.published >= 6 && slow.published <= 14, "capped at 10 frames/s, the engine published \(slow.published)")
+        #expect(slow.received < free.received / 3, "the cap did not slow the frames clearly: \(slow) vs \(free)")
+        #expect(fast.received > 3 * slow.received && fast.received > 40, "setting 0 did not lift the cap: \(fast) vs \(slow)")
+    }
+
+    @Test("an interaction with reset_velocities ends: its atoms get thermal velocities at once; one without keeps its atoms' velocities")
+    func resetVelocitiesWhenAPullEnds() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let client = try server.commandClient()
+        let segment = try server.segment()
+        #expect(try client.send("pause").isOK)
+        /// A snapshot written after this call: the engine writes one every 0.5 s, also while paused.
+        func freshSnapshot() throws -> EngineSnapshot {
+            let seen = segment.readSnapshot()?.index
+            var s: EngineSnapshot?
+            #expect(eventually(within: 3) { s = segment.readSnapshot(); return s != nil && s!.index != seen })
+            return try #require(s, "no new engine snapshot within 3 s")
+        }
+        let start = try freshSnapshot()
+        let resetGroup = Array(0..<8), keepGroup = Array(250..<258)
+        for (id, group, reset) in [("reset", resetGroup, true), ("keep", keepGroup, false)] {
+            let a = group[0]
+            let set = try client.send("interaction.set", args: [
+                "id": .string(id), "type": "constant", "particles": .array(group.map { .number(Double($0)) }),
+                "position": .array([Double(start.x[a]) + 0.7, Double(start.y[a]), Double(start.z[a])].map { .number($0) }),
+                "scale": 2000, "lease": 60, "reset_velocities": .bool(reset),
+            ])
+            #expect(set.isOK, "\(set)")
+        }
+        let stepped = try client.send("step", args: ["count": 20])
+        let until = try #require(number(stepped, "until_step"))
+        #expect(eventually(within: 5) { newestStep(segment) == UInt64(until) }, "step 20 did not finish")
+        let hot = try freshSnapshot()
+        #expect(hot.step == UInt64(until))
+        // <v^2> per component over kT/m: 1 at the thermostat's temperature (94.4 K, argon).
+        let thermal = 0.0083144626 * 94.4 / 39.948
+        func heat(_ s: EngineSnapshot, _ group: [Int]) -> Double {
+            group.map { Double(s.vx[$0] * s.vx[$0] + s.vy[$0] * s.vy[$0] + s.vz[$0] * s.vz[$0]) }.reduce(0, +) / Double(3 * group.count) / thermal
+        }
+        func velocities(_ s: EngineSnapshot, _ group: [Int]) -> [Float] { group.flatMap { [s.vx[$0], s.vy[$0], s.vz[$0]] } }
+        #expect(heat(hot, resetGroup) > 4 && heat(hot, keepGroup) > 4,
+                "the pull should have heated both groups far above the thermostat: \(heat(hot, resetGroup)), \(heat(hot, keepGroup))")
+        // Both end while the run stays paused: nothing else changes a velocity meanwhile.
+        #expect(try client.send("interaction.remove", args: ["id": "reset"]).isOK)
+        #expect(try client.send("interaction.remove", args: ["id": "keep"]).isOK)
+        let after = try freshSnapshot()
+        #expect(after.step == hot.step, "the run must still be paused")
+        print("velocity reset: <v^2>/(kT/m) of the pulled atoms \(heat(hot, resetGroup)) -> \(heat(after, resetGroup)) (reset), \(heat(hot, keepGroup)) -> \(heat(after, keepGroup)) (kept)")
+        #expect(velocities(after, keepGroup) == velocities(hot, keepGroup), "an interaction without reset_velocities changed its atoms' velocities")
+        #expect(velocities(after, resetGroup) != velocities(hot, resetGroup), "reset_velocities did not redraw the velocities")
+        // 24 components drawn at 94.4 K: their mean square is kT/m within a factor of 3 (chi-square, 24 degrees of freedom).
+        let redrawn = heat(after, resetGroup)
+        #expect(redrawn > 0.2 && redrawn < 3, "the redrawn velocities are not thermal: <v^2>/(kT/m) = \(redrawn)")
+        #expect(velocities(after, Array(8..<250)) == velocities(hot, Array(8..<250)), "atoms outside the interaction were touched")
+    }
+}
