@@ -12,9 +12,9 @@ import QuiverZMQ
 /// the broadcaster sends is seen and timed as it arrives) and polls both, as a client that never
 /// blocks on a reply would. Per sample: pull a few atoms with a constant force, note the
 /// `applied_step` S of the reply, wait for the first frame past S (it must carry the user forces
-/// of those atoms) and the first past S + 1 (its positions were integrated with the force: the
-/// positions of step S + 1 come from the forces of step S, evaluated before the interaction
-/// existed), then remove the interaction and start again.
+/// of those atoms, and its positions were integrated with the force: the engine puts a changed
+/// interaction into the forces it holds before step S + 1), then remove the interaction and start
+/// again.
 struct InteractionLatency: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interaction-latency",
@@ -93,15 +93,14 @@ struct LatencySample {
     var sample: Int
     var appliedStep: Int64
     var replyMs: Double
-    /// The first frame past the applied step: it carries the user forces.
+    /// The first frame past the applied step: it carries the user forces, and its positions were
+    /// integrated with them.
     var forces: FrameSighting?
-    /// The first frame past the applied step + 1: its positions were integrated with the force.
-    var positions: FrameSighting?
     var failure: String?
 
     var json: JSONValue {
         var o: [String: JSONValue] = ["sample": .number(Double(sample)), "applied_step": .number(Double(appliedStep)),
-                                      "reply_ms": .number(replyMs), "forces": forces?.json ?? .null, "positions": positions?.json ?? .null]
+                                      "reply_ms": .number(replyMs), "forces": forces?.json ?? .null]
         if let failure { o["failure"] = .string(failure) }
         return .object(o)
     }
@@ -142,7 +141,7 @@ struct LatencyResult {
          "samples": .array(samples.map(\.json)),
          "summary": ["samples": .number(Double(samples.count)), "failures": .number(Double(failures)),
                      "reply_ms": Self.stats(samples.filter { $0.failure == nil }.map(\.replyMs)),
-                     "forces": summary(\.forces), "positions": summary(\.positions)]]
+                     "forces": summary(\.forces)]]
     }
 
     var table: String {
@@ -152,8 +151,7 @@ struct LatencyResult {
         lines.append("                                    p50          p99          max   at next boundary   most late   frames after send (max)")
         let replies = samples.filter { $0.failure == nil }.map(\.replyMs)
         lines.append("reply (applied)             " + [50.0, 99].map { ms(Self.percentile(replies, $0)) }.joined(separator: "  ") + "  " + ms(replies.max()))
-        for (name, pick) in [("frame with the user forces  ", { (s: LatencySample) in s.forces }),
-                             ("frame whose positions moved ", { (s: LatencySample) in s.positions })] {
+        for (name, pick) in [("frame reflecting it         ", { (s: LatencySample) in s.forces })] {
             let seen = samples.compactMap(pick)
             let received = seen.map(\.receivedMs)
             let next = seen.isEmpty ? 0 : Double(seen.filter { $0.boundariesLate == 0 }.count) / Double(seen.count)
@@ -362,7 +360,6 @@ final class LatencyProbe {
                                      publishedMs: r.publishedAt.map { ($0 - sentAt) * 1000 }, userForces: forces.count)
             }
             sample.forces = try sighting(after: applied)
-            if sample.failure == nil { sample.positions = try sighting(after: applied + 1) }
             let removed = try self.reply(send("interaction.remove", ["id": "latency"]).id).reply
             if !removed.isOK, sample.failure == nil {
                 sample.failure = "interaction.remove: \(removed.error?.code.rawValue ?? "?"): \(removed.error?.message ?? "")"

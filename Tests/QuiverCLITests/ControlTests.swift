@@ -87,6 +87,9 @@ struct ControlTests {
         let pauseFrames = client.sign(client.makeRequest("pause"))
         let first = try client.sendRaw(frames: pauseFrames)
         #expect(first.isOK)
+        // The engine publishes the paused frame just after it answers: wait for that step.
+        let appliedAt = try #require(number(first, "applied_step"))
+        #expect(eventually(within: 3) { newestStep(segment) == UInt64(appliedAt) }, "no frame at the paused step \(appliedAt)")
         let pausedAt = try #require(newestStep(segment))
 
         let play = client.makeRequest("play")
