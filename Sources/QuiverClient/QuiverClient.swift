@@ -13,6 +13,10 @@ public final class QuiverClient {
     /// A decoded frame with when it arrived and how long it took from the engine.
     public struct Received: Sendable {
         public let frame: Frame
+        /// The topology of this frame's system: the newest one, or the one before it for a frame of
+        /// the previous system still in flight when the server showed another (told apart by the
+        /// atom count).
+        public let topology: Topology?
         /// Seconds since the Unix epoch when it was decoded here.
         public let receivedAt: Double
         /// Engine publication to decoded here, seconds (same-machine clocks), when the frame says.
@@ -22,6 +26,7 @@ public final class QuiverClient {
     public let connection: ConnectionInfo
     public let transport: Transport
     public private(set) var topology: Topology?
+    private var previousTopology: Topology?
     private let context: ZMQContext
     private let frames: ZMQSocket
     private let topologySocket: ZMQSocket
@@ -66,9 +71,18 @@ public final class QuiverClient {
             if frame.index == lastIndex { continue }
             lastIndex = frame.index
             // Another system is shown (an embedding session's `show`): its topology is sent just
-            // before its first frame, on the other subscription.
-            if let t = topology, t.atomCount != frame.atomCount { try awaitTopology(timeout: topologyGrace) { $0.atomCount == frame.atomCount } }
-            return Received(frame: frame, receivedAt: Date().timeIntervalSince1970)
+            // before its first frame, on the other subscription, so it may arrive before or after
+            // the frames around it.
+            var matching = topology
+            if let t = topology, t.atomCount != frame.atomCount {
+                if let p = previousTopology, p.atomCount == frame.atomCount {
+                    matching = p
+                } else {
+                    try awaitTopology(timeout: topologyGrace) { $0.atomCount == frame.atomCount }
+                    matching = topology
+                }
+            }
+            return Received(frame: frame, topology: matching, receivedAt: Date().timeIntervalSince1970)
         } while Date() < deadline
         return nil
     }
@@ -120,7 +134,10 @@ public final class QuiverClient {
 
     private func drainTopology() {
         while let bytes = try? topologySocket.tryReceive() {
-            if let t = try? TopologyDecoder.decode(bytes, limits: limits) { topology = t }
+            if let t = try? TopologyDecoder.decode(bytes, limits: limits), t != topology {
+                if topology != nil { previousTopology = topology }
+                topology = t
+            }
         }
     }
 

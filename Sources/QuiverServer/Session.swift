@@ -26,11 +26,14 @@ public struct SessionOptions: Sendable {
     /// then `quiver` beside this program's executable, then `quiver` on $PATH.
     public var workerExecutable: String?
     /// Whether SIGINT and SIGTERM make `run` return `.stopped` (so the host can `close` and leave
-    /// nothing behind). It installs process-wide handlers; turn it off when the host has its own.
+    /// nothing behind). While a session with it is open, process-wide handlers that only record
+    /// the signal (with SA_RESTART) replace the host's; the last `close` restores the host's. Turn
+    /// it off when the host handles these signals itself.
     public var stopOnSignals = true
     /// Seconds the workers get to report ready before `Session.init` gives up.
     public var startTimeout = 15.0
-    /// Where the supervisor's log lines go (worker starts, exits, restarts). nil: stderr.
+    /// Where the log lines go: the supervisor's (worker starts, exits, restarts) and the engine's
+    /// (interactions that ended). nil: stderr.
     public var log: (@Sendable (String) -> Void)?
 
     public init() {}
@@ -108,15 +111,21 @@ public final class Session {
     private let ownsDirectory: Bool
     private let capacity: Int
     private let stopsOnSignals: Bool
+    private let log: @Sendable (String) -> Void
     private var control: EngineControl
     private var loop: EngineLoop
     private var closed = false
+    private var holdsSignals = false
 
     /// Status-table entry of the host engine; the workers follow it.
     static let engineIndex = 0
     static let workerRoles = ["broadcaster", "heartbeat", "control"]
 
     private static let counter = Counter()
+    private static let signalLock = NSLock()
+
+    /// Stops a running session from any thread (`Session` itself is used from one thread).
+    public var stopHandle: SessionStopHandle { SessionStopHandle(runner: runner) }
 
     /// Opens a session around `dynamics`: run directory, shared memory, sockets, connection file,
     /// then the workers, ready when this returns. The first frame is published at once.
@@ -141,7 +150,7 @@ public final class Session {
         do {
             resources = try ServerResources(runDirectory: directory, segmentName: segmentName, atomCapacity: capacity, settings: options.server)
         } catch {
-            if ownsDirectory { rmdir(directory) }
+            if ownsDirectory { unlink(directory + "/lock"); rmdir(directory) }
             throw error
         }
         self.dynamics = dynamics
@@ -155,15 +164,23 @@ public final class Session {
         loop = EngineLoop(dynamics: dynamics, segment: segment, control: control, status: status, reporter: nil, snapshotInterval: nil)
         loop.frameFD = resources.published
         let log = options.log ?? { line in FileHandle.standardError.write(Data("quiver session: \(line)\n".utf8)) }
+        control.log = log
+        self.log = log
         let supervisor = Supervisor(runDirectory: resources.directory, segment: segment, executable: executable,
                                     workers: resources.serviceWorkers(firstIndex: Self.engineIndex + 1),
                                     grace: options.server.grace, handlesSignals: false, firstStatusIndex: Self.engineIndex + 1, log: log)
         runner = SupervisorRunner(supervisor)
         do {
-            try TopologyFile.write(TopologyFile.topology(of: dynamics), to: resources.directory.topologyFilePath)
+            try TopologyFile.write(TopologyFile.topology(of: dynamics), firstFrame: 0, to: resources.directory.topologyFilePath)
             try loop.publishFrame()
             status.state = .ready
-            if options.stopOnSignals { qv_signal_install_stop_handlers() }
+            if options.stopOnSignals {
+                Self.signalLock.lock()
+                let rc = qv_signal_session_begin()
+                Self.signalLock.unlock()
+                guard rc == 0 else { throw SupervisorError.system(operation: "sigaction", path: "SIGINT/SIGTERM", errno: errno) }
+                holdsSignals = true
+            }
             runner.start()
             try awaitWorkers(timeout: options.startTimeout)
         } catch {
@@ -204,7 +221,8 @@ public final class Session {
     }
 
     /// Throws `SessionError.workerFailed` when a worker failed for good (or `.startFailed` when the
-    /// supervisor itself failed). Cheap: `run` calls it on every step.
+    /// supervisor itself failed). `run` checks before and after, and stops at once when the
+    /// supervisor ends (one lock per step).
     public func checkHealth() throws {
         guard let failure = runner.failure else { return }
         if case .workerFailed(let role, let restarts, let last) = failure as? SupervisorError {
@@ -227,10 +245,12 @@ public final class Session {
         guard !closed else { throw SessionError.closed }
         guard next.atomCount <= capacity else { throw SessionError.tooManyAtoms(atoms: next.atomCount, capacity: capacity) }
         let segment = resources.segment
-        // The new topology first: the broadcaster checks the file before each frame it sends.
-        try TopologyFile.write(TopologyFile.topology(of: next), to: resources.directory.topologyFilePath)
+        // The new topology first, naming the index of the next frame (the first of `next`): the
+        // broadcaster sends it just before that frame.
+        try TopologyFile.write(TopologyFile.topology(of: next), firstFrame: segment.framesPublished, to: resources.directory.topologyFilePath)
         let nextControl = EngineControl(dynamics: next, segment: segment, frameInterval: control.frameInterval, initial: next.saveState(),
                                         postedFD: resources.posted, doneFD: resources.done)
+        nextControl.log = log
         nextControl.carrySettings(from: control)
         control = nextControl
         dynamics = next
@@ -240,8 +260,8 @@ public final class Session {
         try loop.publishFrame()
     }
 
-    /// Makes a `run` in progress (on another thread) return `.stopped(reason:)`, and stops the
-    /// workers. Safe from any thread.
+    /// Makes `run` return `.stopped(reason:)` and stops the workers (from another thread: use
+    /// `stopHandle`).
     public func requestStop(reason: String = "requestStop") {
         runner.supervisor.requestStop(reason: reason)
     }
@@ -256,6 +276,12 @@ public final class Session {
         let status = resources.segment.worker(Self.engineIndex)
         status.state = .exited
         status.pid = 0
+        if holdsSignals {
+            Self.signalLock.lock()
+            qv_signal_session_end()
+            Self.signalLock.unlock()
+            holdsSignals = false
+        }
         let path = resources.directory.path
         resources.close()
         if ownsDirectory {
@@ -313,6 +339,12 @@ public final class Session {
         }
         throw SessionError.workerExecutableNotFound(searched: candidates.isEmpty ? ["(nothing to search)"] : candidates)
     }
+}
+
+/// Stops a running session from any thread: `run` returns `.stopped(reason:)` and the workers stop.
+public struct SessionStopHandle: Sendable {
+    let runner: SupervisorRunner
+    public func requestStop(reason: String = "requestStop") { runner.supervisor.requestStop(reason: reason) }
 }
 
 /// Runs a supervisor on its own thread and keeps how it ended.

@@ -99,10 +99,10 @@ public final class Supervisor {
     /// `.stopped(reason:)`.
     public func requestStop(reason: String) {
         requestLock.lock()
+        defer { requestLock.unlock() }
         if requestedStop == nil { requestedStop = reason }
-        let fd = wakePipe[1]
-        requestLock.unlock()
-        if fd >= 0 { var byte: UInt8 = 1; _ = write(fd, &byte, 1) }
+        // Under the lock: `run` closes the pipe under it too, so the descriptor is still ours.
+        if wakePipe[1] >= 0 { var byte: UInt8 = 1; _ = write(wakePipe[1], &byte, 1) }
     }
 
     private func takeRequestedStop() -> String? {
@@ -139,8 +139,10 @@ public final class Supervisor {
         }
         requestLock.lock(); wakePipe = pipeFDs; requestLock.unlock()
         defer {
-            requestLock.lock(); wakePipe = [-1, -1]; requestLock.unlock()
+            requestLock.lock()
+            wakePipe = [-1, -1]
             close(pipeFDs[0]); close(pipeFDs[1])
+            requestLock.unlock()
         }
         listenFD = try UnixSocket.listen(at: runDirectory.controlSocketPath)
         defer { close(listenFD); unlink(runDirectory.controlSocketPath) }
@@ -220,7 +222,11 @@ public final class Supervisor {
         for w in workers where w.pid > 0 {
             var status: Int32 = 0
             let pid = waitpid(w.pid, &status, WNOHANG)
-            if pid != w.pid { continue }
+            // ECHILD: someone else reaped it (a host calling waitpid(-1), or SIGCHLD ignored): it
+            // is gone, its status unknown (reported as exit status 127).
+            let reapedElsewhere = pid < 0 && errno == ECHILD
+            if pid != w.pid && !reapedElsewhere { continue }
+            if reapedElsewhere { status = 0x7f00 }
             w.pid = 0
             let exitedNormally = (status & 0x7f) == 0
             let code = (status >> 8) & 0xff

@@ -57,7 +57,10 @@ public enum Broadcaster {
         if o.listenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
         _ = try publisher.bind(o.ipcEndpoint)
         let topology = TopologyWatcher(path: o.topologyFile)
-        guard topology.encoded != nil else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
+        guard var sentTopology = topology.encoded else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
+        // A replaced topology file names the first frame it describes: it goes out just before
+        // that frame, never before an older one.
+        var topologyPending = false
         status.state = .ready
 
         var record = FrameRecord()
@@ -82,15 +85,21 @@ public enum Broadcaster {
                 }
             }
             if greet {
-                topology.refresh()
-                if let t = topology.encoded { _ = try publisher.trySend(t) }
+                // The topology of the frames sent so far, with the newest of them.
+                _ = try publisher.trySend(sentTopology)
                 if let latest { _ = try publisher.trySend(latest) }
             }
             let published = segment.framesPublished
             if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true, let frame = segment.readLatest(into: &record) {
                 // The owner of the dynamics replaces the topology before it publishes the first
-                // frame of another system: one stat per frame catches it in order.
-                if topology.refresh(), let t = topology.encoded { _ = try publisher.trySend(t) }
+                // frame of another system: one stat per frame catches it, and it is sent just
+                // before that frame.
+                if topology.refresh() { topologyPending = true }
+                if topologyPending, frame.index >= topology.firstFrame, let t = topology.encoded {
+                    sentTopology = t
+                    topologyPending = false
+                    _ = try publisher.trySend(t)
+                }
                 let encoded = try FrameEncoder.encode(wireFrame(frame), codec: o.codec)
                 _ = try publisher.trySend(encoded)
                 latest = encoded

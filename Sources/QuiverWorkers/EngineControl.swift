@@ -60,8 +60,8 @@ public final class EngineControl {
     private var dirty = false
     /// Set when positions changed without a step (`reset`): a paused engine publishes them at once.
     var positionsChanged = false
-    /// Lines for the engine's log (stdout).
-    var log: (String) -> Void = { print($0); fflush(nil) }
+    /// Lines for the engine's log (default: stdout).
+    public var log: (String) -> Void = { print($0); fflush(nil) }
 
     public init(dynamics: any Dynamics, segment: SharedSegment?, frameInterval: Int, initial: DynamicState?, postedFD: Int32? = nil, doneFD: Int32? = nil) {
         self.dynamics = dynamics
@@ -98,17 +98,26 @@ public final class EngineControl {
     }
 
     /// Takes over the run settings of the control of a previous dynamics (an embedding session's
-    /// `show`): paused, frame interval, throttles. Interactions and work start anew.
+    /// `show`): paused, frame interval, throttles. The previous control's interactions end there
+    /// (velocities reset where asked; they named atoms of the previous system), and this
+    /// dynamics starts with none.
     public func carrySettings(from previous: EngineControl) {
+        previous.endAll(reason: "another dynamics is shown")
+        _ = dynamics.interactiveForces?.removeAll()
         state.paused = previous.state.paused
         state.frameInterval = previous.state.frameInterval
         state.maxStepsPerSecond = previous.state.maxStepsPerSecond
         state.maxFramesPerSecond = previous.state.maxFramesPerSecond
-        if !previous.state.interactions.isEmpty {
-            log("engine: \(previous.state.interactions.count) interactions ended: another dynamics is shown")
-        }
         dirty = true
         persistIfNeeded()
+    }
+
+    /// Ends every interaction (their `reset_velocities` applied). Returns how many.
+    @discardableResult
+    public func endAll(reason: String) -> Int {
+        let n = state.interactions.count
+        while !state.interactions.isEmpty { end(at: 0, reason: reason) }
+        return n
     }
 
     /// Writes the state into the segment when it changed.

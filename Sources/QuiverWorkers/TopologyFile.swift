@@ -6,15 +6,16 @@ import QuiverWire
 import Glibc
 #endif
 
-/// The run's topology as a file in the run directory (`topology.bin`: one encoded topology
-/// message, docs/protocol.md). The process that owns the dynamics writes it (the supervisor of
+/// The run's topology as a file in the run directory (`topology.bin`: the index of the first
+/// frame it describes, u64 little-endian, then one encoded topology message, docs/protocol.md). The process that owns the dynamics writes it (the supervisor of
 /// `quiver run`, or an embedding `Session`, again on `show`); the broadcaster sends it to clients
 /// and the control worker checks atom indices against it. It is replaced atomically (a new file
 /// renamed over the old), so a reader sees the old or the new one, never a mix.
 public enum TopologyFile {
-    /// Encodes `topology` and replaces the file at `path` (mode 0600).
-    public static func write(_ topology: Topology, to path: String) throws {
-        let bytes = try TopologyEncoder.encode(topology)
+    /// Encodes `topology`, valid from frame index `firstFrame` on, and replaces the file at `path`
+    /// (mode 0600).
+    public static func write(_ topology: Topology, firstFrame: UInt64, to path: String) throws {
+        let bytes = withUnsafeBytes(of: firstFrame.littleEndian) { Array($0) } + (try TopologyEncoder.encode(topology))
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw RunFileError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
@@ -54,9 +55,11 @@ public enum TopologyFile {
 /// changed), which costs one `stat` per check.
 public final class TopologyWatcher {
     public let path: String
-    /// The current encoded topology message and its atom count (nil until the file is readable).
+    /// The current encoded topology message, its atom count, and the index of the first frame it
+    /// describes (nil until the file is readable).
     public private(set) var encoded: [UInt8]?
     public private(set) var atomCount: Int?
+    public private(set) var firstFrame: UInt64 = 0
     private var identity: (ino_t, off_t, Int, Int) = (0, -1, 0, 0)
 
     public init(path: String) {
@@ -71,10 +74,14 @@ public final class TopologyWatcher {
         guard stat(path, &st) == 0 else { return false }
         let id = (st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
         if id == identity { return false }
-        guard let data = FileManager.default.contents(atPath: path), let topology = try? TopologyDecoder.decode(Array(data)) else { return false }
+        guard let data = FileManager.default.contents(atPath: path), data.count > 8 else { return false }
+        let bytes = Array(data)
+        let message = Array(bytes[8...])
+        guard let topology = try? TopologyDecoder.decode(message) else { return false }
         identity = id
-        encoded = Array(data)
+        encoded = message
         atomCount = topology.atomCount
+        firstFrame = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         return true
     }
 }

@@ -180,7 +180,7 @@ struct Run: ParsableCommand {
                                             atomCapacity: setup.system.count, settings: c.serverSettings)
         defer { resources.close() }
         let directory = resources.directory
-        try TopologyFile.write(c.topology(of: setup), to: directory.topologyFilePath)
+        try TopologyFile.write(c.topology(of: setup), firstFrame: 0, to: directory.topologyFilePath)
         let executable = try Self.executablePath()
         let engine = WorkerSpec(
             role: "engine",

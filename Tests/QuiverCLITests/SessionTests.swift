@@ -108,6 +108,7 @@ final class Drifters: Dynamics {
 final class FrameCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var _frames: [Frame] = []
+    private var _topologyCounts: [Int?] = []
     private var _topologies: [Topology] = []
     private var _error: String?
     private var stopFlag = false
@@ -122,6 +123,7 @@ final class FrameCollector: @unchecked Sendable {
                     guard let r = try client.nextFrame(timeout: 0.1) else { continue }
                     lock.lock()
                     _frames.append(r.frame)
+                    _topologyCounts.append(r.topology?.atomCount)
                     if let t = client.topology, _topologies.last != t { _topologies.append(t) }
                     lock.unlock()
                 }
@@ -133,6 +135,8 @@ final class FrameCollector: @unchecked Sendable {
 
     private var stopped: Bool { lock.lock(); defer { lock.unlock() }; return stopFlag }
     var frames: [Frame] { lock.lock(); defer { lock.unlock() }; return _frames }
+    /// Atom count of the topology each frame was delivered with.
+    var topologyCounts: [Int?] { lock.lock(); defer { lock.unlock() }; return _topologyCounts }
     var topologies: [Topology] { lock.lock(); defer { lock.unlock() }; return _topologies }
     var error: String? { lock.lock(); defer { lock.unlock() }; return _error }
 
@@ -211,6 +215,7 @@ struct SessionTests {
             let paused = try client.send("pause")
             #expect(paused.isOK, "\(paused)")
             let at = try #require(number(paused, "applied_step"))
+            #expect(eventually(within: 3) { collector.frames.last.map { Double($0.step) } == at }, "no frame at the paused step")
             usleep(300_000)
             #expect(collector.frames.last.map { Double($0.step) } == at, "frames went on past the pause")
             let stepped = try client.send("step", args: ["count": 3])
@@ -286,16 +291,27 @@ struct SessionTests {
 
     @Test("show another dynamics: same workers and sockets, clients get the new topology and frames; a built-in simulation takes interactions; too large is refused")
     func show() throws {
-        let session = try Session(Orbits(atoms: 30), options: sessionOptions(capacity: 600))
+        let first = try Drifters(atoms: 30)
+        let session = try Session(first, options: sessionOptions(capacity: 600))
         let directory = session.runDirectory, segment = session.connection.segment
         let before = try workerPIDs(session)
         let collector = FrameCollector(connectionFile: session.connectionFile)
+        let key0 = session.connection.key, endpoint0 = try #require(session.connection.endpoints["control"])
+        // A client pulls on the first system; show must end that pull.
+        let pullFirst = Background {
+            let client = try CommandClient(endpoint: endpoint0, keyHex: key0, clientID: "early", timeout: .milliseconds(5000))
+            let set = try client.send("interaction.set", args: ["id": "old", "type": "spring", "particles": [0, 1], "position": [3, 3, 3], "lease": 60])
+            #expect(set.isOK, "\(set)")
+        }
         let deadline = Date().addingTimeInterval(10)
-        try session.run(until: { collector.frames.count >= 3 || Date() > deadline })
+        try session.run(until: { (pullFirst.done && collector.frames.count >= 3) || Date() > deadline })
+        pullFirst.wait()
+        #expect(first.interactions.interactions.count == 1)
         let lastOrbitIndex = try #require(collector.frames.last?.index)
 
         let argon = try BuiltinSystems.argonLiquid(cells: 5, seed: 7).makeSimulation(options: SimulationOptions(threads: 1))
         try session.show(argon)
+        #expect(first.interactions.interactions.isEmpty, "the first system's pull outlived show")
         // Shown at once: the first frame of the new dynamics is in the ring before any step.
         let ring = try SharedSegment.open(name: segment)
         var newest = FrameRecord()
@@ -317,10 +333,12 @@ struct SessionTests {
         #expect(try workerPIDs(session) == before, "show restarted a worker")
 
         let frames = collector.frames
-        let first = try #require(frames.firstIndex { $0.atomCount == 500 })
-        #expect(frames[..<first].allSatisfy { $0.atomCount == 30 } && frames[first...].allSatisfy { $0.atomCount == 500 })
-        #expect(frames[first].index > lastOrbitIndex, "frame indices keep counting across show")
-        #expect(frames.last!.step <= Int64(argon.step), "the steps are the new dynamics' own")
+        let firstNew = try #require(frames.firstIndex { $0.atomCount == 500 })
+        #expect(frames[..<firstNew].allSatisfy { $0.atomCount == 30 } && frames[firstNew...].allSatisfy { $0.atomCount == 500 })
+        #expect(frames[firstNew].index > lastOrbitIndex, "frame indices keep counting across show")
+        // Every frame came with the topology of its own system.
+        let counts = collector.topologyCounts
+        #expect(zip(frames, counts).allSatisfy { $0.atomCount == $1 }, "a frame was delivered with another system's topology")
         #expect(collector.topologies.map(\.atomCount) == [30, 500])
         #expect(collector.topologies.last?.elements?.first == 18, "argon")
 
@@ -375,6 +393,52 @@ struct SessionTests {
         #expect(throws: SessionError.self) { try session.checkHealth() }
         session.close()
         expectNothingLeft(directory: directory, segment: segment, pids: Array(killed) + [second["heartbeat"], second["control"]].compactMap { $0 })
+    }
+
+    @Test("stop from another thread: run returns .stopped with the reason, later runs too; close cleans up")
+    func stopHandle() throws {
+        let session = try Session(Orbits(atoms: 10), options: sessionOptions())
+        let directory = session.runDirectory, segment = session.connection.segment
+        let pids = try workerPIDs(session)
+        let handle = session.stopHandle
+        let stopper = Background { usleep(300_000); handle.requestStop(reason: "operator") }
+        let stop = try session.run()
+        stopper.wait()
+        #expect(stop == .stopped(reason: "operator"))
+        #expect(try session.run(steps: 10) == .stopped(reason: "operator"))
+        session.close()
+        expectNothingLeft(directory: directory, segment: segment, pids: [pids["broadcaster"], pids["heartbeat"], pids["control"]].compactMap { $0 })
+    }
+
+    @Test("stopOnSignals: the session's SIGINT/SIGTERM handlers replace the host's while it is open, and the host's come back at close")
+    func signalHandlersRestored() throws {
+        func handler(_ signal: Int32) -> UnsafeRawPointer? {
+            var sa = sigaction()
+            sigaction(signal, nil, &sa)
+            return unsafeBitCast(sa.__sigaction_handler.sa_handler, to: UnsafeRawPointer?.self)
+        }
+        let (int0, term0) = (handler(SIGINT), handler(SIGTERM))
+        var o = sessionOptions()
+        o.stopOnSignals = true
+        let session = try Session(Orbits(atoms: 5), options: o)
+        #expect(handler(SIGINT) != int0 && handler(SIGTERM) != term0, "the session did not install its handlers")
+        session.close()
+        #expect(handler(SIGINT) == int0 && handler(SIGTERM) == term0, "the host's handlers were not restored")
+    }
+
+    @Test("a start that fails (frame port in use) leaves no run directory, segment or process")
+    func failedStartCleansUp() throws {
+        let taken = try Listener(host: "127.0.0.1", port: 0)
+        defer { taken.close() }
+        let base = NSTemporaryDirectory()
+        func sessions() -> Set<String> { Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("quiver-session-") }) }
+        func segments() -> Set<String> { Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasSuffix("-\(getpid())") }) }
+        let (dirsBefore, segmentsBefore) = (sessions(), segments())
+        var o = sessionOptions()
+        o.server.port = taken.port
+        #expect { try Session(Orbits(atoms: 5), options: o) } throws: { "\($0)".contains("\(taken.port)") }
+        #expect(sessions() == dirsBefore, "a failed start left \(sessions().subtracting(dirsBefore))")
+        #expect(segments() == segmentsBefore, "a failed start left a segment")
     }
 
     @Test("bad input: no worker executable, a frame interval of 0, a run directory in use — clear errors, nothing left behind")

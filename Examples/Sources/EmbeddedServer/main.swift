@@ -122,7 +122,9 @@ final class Watcher: @unchecked Sendable {
                         }
                     }
                 }
-                _ = try? commands.send("bye")
+                // Leaving while the session still runs: `bye` ends this client's interactions
+                // (the engine answers it). When the session stopped, close ends everything.
+                if !stopping { _ = try? commands.send("bye") }
             } catch {
                 failure = "\(error)"
             }
