@@ -27,12 +27,11 @@ struct ExamplesTests {
         return examples.appendingPathComponent(".build/debug")
     }
 
-    @Test("SIGINT to a program serving a session: run returns .stopped, close stops every worker and removes every file")
-    func interrupted() throws {
-        let products = try buildExamples()
+    /// Starts the example with the workers' executable in QUIVER_EXECUTABLE; its output drained.
+    func startEmbeddedServer(_ products: URL, _ arguments: [String]) throws -> (Process, Drain, Drain) {
         let p = Process()
         p.executableURL = products.appendingPathComponent("embedded-server")
-        p.arguments = ["--frames", "1000000", "--timeout", "60"]
+        p.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["QUIVER_EXECUTABLE"] = QuiverProcess.binary.path
         p.environment = env
@@ -40,7 +39,13 @@ struct ExamplesTests {
         p.standardOutput = out
         p.standardError = err
         try p.run()
-        let stdout = Drain(out.fileHandleForReading), stderr = Drain(err.fileHandleForReading)
+        return (p, Drain(out.fileHandleForReading), Drain(err.fileHandleForReading))
+    }
+
+    @Test("SIGINT to a program serving a session: run returns .stopped, close stops every worker and removes every file")
+    func interrupted() throws {
+        let products = try buildExamples()
+        let (p, stdout, stderr) = try startEmbeddedServer(products, ["--frames", "1000000", "--timeout", "60"])
         #expect(eventually(within: 30) { stderr.text.contains("embedded-server: serving") })
         usleep(300_000)
         kill(p.processIdentifier, SIGINT)
@@ -62,17 +67,7 @@ struct ExamplesTests {
         let products = try buildExamples()
         let plugin = products.appendingPathComponent("libLJPlugin.so").path
         #expect(FileManager.default.fileExists(atPath: plugin), "the package did not build libLJPlugin.so")
-        let p = Process()
-        p.executableURL = products.appendingPathComponent("embedded-server")
-        p.arguments = ["--frames", "60", "--plugin", plugin]
-        var env = ProcessInfo.processInfo.environment
-        env["QUIVER_EXECUTABLE"] = QuiverProcess.binary.path
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let stdout = Drain(out.fileHandleForReading), stderr = Drain(err.fileHandleForReading)
+        let (p, stdout, stderr) = try startEmbeddedServer(products, ["--frames", "60", "--plugin", plugin])
         #expect(reap(p, within: 120), "embedded-server ran past 120 s")
         let (text, log) = (stdout.finish(), stderr.finish())
         #expect(p.terminationStatus == 0, "embedded-server failed:\n\(log)")
