@@ -66,6 +66,11 @@ public enum Broadcaster {
         var record = FrameRecord()
         var latest: [UInt8]?
         var latestIndex: UInt64?
+        // A subscriber whose queue was full when the newest frame went out lost it, and a paused
+        // engine sends no other: once the stream goes quiet the newest frame is sent again, up to
+        // three times 100 ms apart (clients drop a repeated index).
+        var lastSentNs: UInt64 = 0
+        var resends = 0
         while qv_signal_stop_requested() == 0 {
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe.
             var greet = false
@@ -104,6 +109,12 @@ public enum Broadcaster {
                 _ = try publisher.trySend(encoded)
                 latest = encoded
                 latestIndex = frame.index
+                lastSentNs = Clock.monotonicNanoseconds
+                resends = 0
+            } else if let latest, resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000 {
+                _ = try publisher.trySend(latest)
+                lastSentNs = Clock.monotonicNanoseconds
+                resends += 1
             }
             status.advance()
         }
