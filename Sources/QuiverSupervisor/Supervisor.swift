@@ -295,7 +295,9 @@ public final class Supervisor {
             let client = qv_os_accept(listenFD)
             if client < 0 { break }
             defer { close(client) }
-            var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+            // A client connects, then writes: under load that can take a while, and an empty read
+            // would be answered as an unknown command.
+            var tv = timeval(tv_sec: 1, tv_usec: 0)
             setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             var request = [UInt8]()
