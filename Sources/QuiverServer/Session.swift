@@ -139,6 +139,7 @@ public final class Session {
             ownsDirectory = false
         } else {
             let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            Self.removeStaleDirectories(in: base)
             var template = Array("\(base)/quiver-session-XXXXXX".utf8CString)
             guard let made = mkdtemp(&template) else {
                 throw SupervisorError.system(operation: "mkdtemp", path: base, errno: errno)
@@ -313,6 +314,27 @@ public final class Session {
                 throw SessionError.startFailed("not ready after \(timeout) s: \(waiting.joined(separator: ", "))")
             }
             usleep(10_000)
+        }
+    }
+
+    /// Removes the private run directories (`quiver-session-*`) of sessions that died without
+    /// `close` (SIGKILL): their lock is free. Only the files a session makes are removed, so a
+    /// directory holding anything else stays.
+    static func removeStaleDirectories(in base: String) {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+        let known: Set<String> = ["lock", "connection.json", "connection.json.tmp", "control.sock", "topology.bin", "topology.bin.tmp",
+                                  "frames.ipc", "heartbeat.ipc", "control.ipc", "state.ipc"]
+        for name in entries where name.hasPrefix("quiver-session-") {
+            let path = base + "/" + name
+            let fd = open(path + "/lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            defer { Glibc.close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue } // a live session holds it
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            guard files.allSatisfy({ known.contains($0) }) else { continue }
+            for f in files where f != "lock" { unlink(path + "/" + f) }
+            unlink(path + "/lock")
+            rmdir(path)
         }
     }
 
