@@ -218,9 +218,10 @@ static void frame_to_info(const qv_shm_frame *slot, qv_shm_frame_info *meta) {
     meta->user_work = slot->user_work;
 }
 
-int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
-                      uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
+/* The start of a seqlock read of frame `frame_index`: its slot and even sequence number, and the
+ * frame's scalars in `meta`; or EMPTY, BUSY (a live writer is in it) or ABANDONED (a dead one). */
+static int begin_frame_read(void *base, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid),
+                            qv_shm_frame **slot_out, uint64_t *seq_out) {
     qv_shm_header *h = base;
     if (frame_index >= atomic_load_explicit(&h->frames_published, memory_order_acquire)) return QV_SHM_READ_EMPTY;
     qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(frame_index % h->slot_count));
@@ -231,6 +232,19 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
         return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
     }
     frame_to_info(slot, meta);
+    *slot_out = slot;
+    *seq_out = s1;
+    return QV_SHM_READ_OK;
+}
+
+int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
+                      uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
+    void *base = (void *)cbase;
+    qv_shm_header *h = base;
+    qv_shm_frame *slot;
+    uint64_t s1;
+    const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
+    if (begun != QV_SHM_READ_OK) return begun;
     int status = QV_SHM_READ_OK;
     const uint32_t fields = meta->fields & h->fields;
     if (meta->frame_index != frame_index) status = QV_SHM_READ_LAPPED;
@@ -271,16 +285,10 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
 
 int qv_shm_read_frame_info(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid)) {
     void *base = (void *)cbase;
-    qv_shm_header *h = base;
-    if (frame_index >= atomic_load_explicit(&h->frames_published, memory_order_acquire)) return QV_SHM_READ_EMPTY;
-    qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(frame_index % h->slot_count));
-    const uint64_t s1 = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    if (s1 == 0) return QV_SHM_READ_EMPTY;
-    if (s1 & 1u) {
-        int32_t pid = *(volatile int32_t *)&slot->writer_pid;
-        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
-    }
-    frame_to_info(slot, meta);
+    qv_shm_frame *slot;
+    uint64_t s1;
+    const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
+    if (begun != QV_SHM_READ_OK) return begun;
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
     return meta->frame_index == frame_index ? QV_SHM_READ_OK : QV_SHM_READ_LAPPED;

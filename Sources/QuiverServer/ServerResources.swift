@@ -112,7 +112,7 @@ public final class ServerResources {
     public func serviceWorkers(firstIndex: Int, common: [String] = []) -> [WorkerSpec] {
         let s = settings
         func arguments(_ role: String, _ index: Int, _ extra: [String]) -> [String] {
-            ["worker", "--role", role, "--segment", segment.name, "--index", "\(index)", "--supervisor-pid", "\(getpid())"] + extra + common
+            workerArguments(role: role, index: index) + extra + common
         }
         return [
             WorkerSpec(role: "broadcaster",
@@ -133,6 +133,12 @@ public final class ServerResources {
                                                                         "--posted-fd", "5", "--done-fd", "6", "--session-lease", "\(s.sessionLease)"]),
                        watchdog: s.watchdog, passedDescriptors: [control.fd, state.fd, posted, done]),
         ]
+    }
+
+    /// `worker --role ROLE --segment ... --index INDEX --supervisor-pid ...`: how every worker of
+    /// this run is started (status-table entry `index`).
+    public func workerArguments(role: String, index: Int) -> [String] {
+        ["worker", "--role", role, "--segment", segment.name, "--index", "\(index)", "--supervisor-pid", "\(getpid())"]
     }
 
     /// Closes the sockets and eventfds, removes the ipc socket files, the segment, the connection

@@ -116,10 +116,11 @@ public final class Session {
     private var loop: EngineLoop
     private var closed = false
     private var holdsSignals = false
+    /// The workers' roles, in status-table order after the engine.
+    private let workerRoles: [String]
 
     /// Status-table entry of the host engine; the workers follow it.
     static let engineIndex = 0
-    static let workerRoles = ["broadcaster", "heartbeat", "control"]
 
     private static let counter = Counter()
     private static let signalLock = NSLock()
@@ -167,8 +168,10 @@ public final class Session {
         let log = options.log ?? { line in FileHandle.standardError.write(Data("quiver session: \(line)\n".utf8)) }
         control.log = log
         self.log = log
+        let services = resources.serviceWorkers(firstIndex: Self.engineIndex + 1)
+        workerRoles = services.map(\.role)
         let supervisor = Supervisor(runDirectory: resources.directory, segment: segment, executable: executable,
-                                    workers: resources.serviceWorkers(firstIndex: Self.engineIndex + 1),
+                                    workers: services,
                                     grace: options.server.grace, handlesSignals: false, firstStatusIndex: Self.engineIndex + 1, log: log)
         runner = SupervisorRunner(supervisor)
         do {
@@ -307,10 +310,10 @@ public final class Session {
         while true {
             try checkHealth()
             if runner.ended { throw SessionError.startFailed(runner.stoppedReason ?? "the supervisor ended") }
-            let states = Self.workerRoles.indices.map { resources.segment.worker(Self.engineIndex + 1 + $0).state }
+            let states = workerRoles.indices.map { resources.segment.worker(Self.engineIndex + 1 + $0).state }
             if states.allSatisfy({ $0 == .ready }) { return }
             if Clock.monotonicNanoseconds > deadline {
-                let waiting = zip(Self.workerRoles, states).filter { $0.1 != .ready }.map { "\($0.0) (\($0.1))" }
+                let waiting = zip(workerRoles, states).filter { $0.1 != .ready }.map { "\($0.0) (\($0.1))" }
                 throw SessionError.startFailed("not ready after \(timeout) s: \(waiting.joined(separator: ", "))")
             }
             usleep(10_000)

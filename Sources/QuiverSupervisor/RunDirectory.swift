@@ -1,5 +1,6 @@
 import Foundation
 import QuiverWire
+import QuiverSharedMemory
 
 #if canImport(Glibc)
 import Glibc
@@ -96,14 +97,9 @@ public final class RunDirectory {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(info)
-        let temporary = connectionFilePath + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw SupervisorError.system(operation: "open", path: temporary, errno: errno) }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let e = errno
-        close(fd)
-        guard written == data.count else { throw SupervisorError.system(operation: "write", path: temporary, errno: e) }
-        guard rename(temporary, connectionFilePath) == 0 else { throw SupervisorError.system(operation: "rename", path: connectionFilePath, errno: errno) }
+        do { try AtomicFile.write(Array(data), to: connectionFilePath) } catch let error as AtomicFile.Failure {
+            throw SupervisorError.system(operation: error.operation, path: error.path, errno: error.errno)
+        }
     }
 
     /// Removes the connection file, topology file and control socket, empties and unlocks the lock file.

@@ -42,6 +42,24 @@ typealias Planes = [UnsafeRawPointer?]
 typealias MutablePlanes = [UnsafeMutableRawPointer?]
 
 enum WordCoding {
+    /// One plane of `words` u32, sizes checked before allocating.
+    static func readWords(_ field: ReceivedField, words: Int, budget: inout Budget) throws(WireError) -> [UInt32] {
+        switch field.codec {
+        case UInt8(QW_CODEC_RAW):
+            guard field.data.count == 4 * words else { throw .badFieldSize(field: field.id, size: field.data.count, expected: 4 * words) }
+        case UInt8(QW_CODEC_LOSSLESS):
+            _ = try WordCoding.losslessBlock(field, decodedSize: 4 * words)
+        default:
+            throw .unsupportedCodec(field: field.id, codec: field.codec)
+        }
+        try budget.take(4 * words)
+        var out = [UInt32](repeating: 0, count: words)
+        try out.withUnsafeMutableBufferPointer { (w) throws(WireError) in
+            try WordCoding.read(field, into: [UnsafeMutableRawPointer(w.baseAddress)], n: words, budget: &budget)
+        }
+        return out
+    }
+
     static func bound(lossless: Bool, words: Int) -> Int {
         lossless ? 8 + LZ4Block.bound(4 * words) : 4 * words
     }

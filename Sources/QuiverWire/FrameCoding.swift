@@ -240,19 +240,9 @@ public enum FrameDecoder {
     static func readUserForces(_ field: ReceivedField, atoms n: Int, budget: inout Budget) throws(WireError) -> [UserForce] {
         let m = field.count
         guard m <= n else { throw .badFieldCount(field: field.id, count: m, expected: nil) }
-        switch field.codec {
-        case UInt8(QW_CODEC_RAW):
-            guard field.data.count == 16 * m else { throw .badFieldSize(field: field.id, size: field.data.count, expected: 16 * m) }
-        case UInt8(QW_CODEC_LOSSLESS):
-            _ = try WordCoding.losslessBlock(field, decodedSize: 16 * m)
-        default:
-            throw .unsupportedCodec(field: field.id, codec: field.codec)
-        }
-        try budget.take(16 * m + MemoryLayout<UserForce>.stride * m)
-        var words = [UInt32](repeating: 0, count: 4 * m)
-        try words.withUnsafeMutableBufferPointer { (w) throws(WireError) in
-            try WordCoding.read(field, into: [UnsafeMutableRawPointer(w.baseAddress)], n: 4 * m, budget: &budget)
-        }
+        // Per force: atom index, fx, fy, fz as u32 words (sizes checked before allocating).
+        let words = try WordCoding.readWords(field, words: 4 * m, budget: &budget)
+        try budget.take(MemoryLayout<UserForce>.stride * m)
         var forces: [UserForce] = []
         forces.reserveCapacity(m)
         for i in 0..<m {

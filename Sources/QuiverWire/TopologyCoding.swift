@@ -86,7 +86,7 @@ public enum TopologyDecoder {
             switch field.id {
             case .types:
                 guard field.count == n else { throw .badFieldCount(field: field.id, count: field.count, expected: n) }
-                types = try readWords(field, words: n, budget: &budget)
+                types = try WordCoding.readWords(field, words: n, budget: &budget)
             case .typeNames:
                 guard field.count <= limits.maxAtoms else { throw .badFieldCount(field: field.id, count: field.count, expected: nil) }
                 typeNames = try readStrings(field, budget: &budget)
@@ -98,7 +98,7 @@ public enum TopologyDecoder {
                 atomNames = try readStrings(field, budget: &budget)
             case .bonds:
                 let m = field.count
-                let words = try readWords(field, words: 2 * m, budget: &budget)
+                let words = try WordCoding.readWords(field, words: 2 * m, budget: &budget)
                 try budget.take(MemoryLayout<SIMD2<UInt32>>.stride * m)
                 var pairs: [SIMD2<UInt32>] = []
                 pairs.reserveCapacity(m)
@@ -127,24 +127,6 @@ public enum TopologyDecoder {
         try bytes.withUnsafeBufferPointer { (buffer) throws(WireError) -> Topology in
             try decode(UnsafeRawBufferPointer(buffer), limits: limits)
         }
-    }
-
-    /// One plane of `words` u32, sizes checked before allocating.
-    static func readWords(_ field: ReceivedField, words: Int, budget: inout Budget) throws(WireError) -> [UInt32] {
-        switch field.codec {
-        case UInt8(QW_CODEC_RAW):
-            guard field.data.count == 4 * words else { throw .badFieldSize(field: field.id, size: field.data.count, expected: 4 * words) }
-        case UInt8(QW_CODEC_LOSSLESS):
-            _ = try WordCoding.losslessBlock(field, decodedSize: 4 * words)
-        default:
-            throw .unsupportedCodec(field: field.id, codec: field.codec)
-        }
-        try budget.take(4 * words)
-        var out = [UInt32](repeating: 0, count: words)
-        try out.withUnsafeMutableBufferPointer { (w) throws(WireError) in
-            try WordCoding.read(field, into: [UnsafeMutableRawPointer(w.baseAddress)], n: words, budget: &budget)
-        }
-        return out
     }
 
     /// A string table of `field.count` strings (see `TopologyEncoder.stringField`).

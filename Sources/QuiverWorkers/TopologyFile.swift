@@ -1,5 +1,6 @@
 import Foundation
 import QuiverEngine
+import QuiverSharedMemory
 import QuiverWire
 
 #if canImport(Glibc)
@@ -16,38 +17,32 @@ public enum TopologyFile {
     /// (mode 0600).
     public static func write(_ topology: Topology, firstFrame: UInt64, to path: String) throws {
         let bytes = withUnsafeBytes(of: firstFrame.littleEndian) { Array($0) } + (try TopologyEncoder.encode(topology))
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw RunFileError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let e = errno
-        close(fd)
-        guard written == bytes.count else {
-            unlink(temporary)
-            throw RunFileError("cannot write \(temporary): \(String(cString: strerror(written < 0 ? e : ENOSPC)))")
-        }
-        guard rename(temporary, path) == 0 else {
-            let e = errno
-            unlink(temporary)
-            throw RunFileError("cannot replace \(path): \(String(cString: strerror(e)))")
+        do { try AtomicFile.write(bytes, to: path) } catch let error as AtomicFile.Failure {
+            throw RunFileError("cannot \(error.operation == "rename" ? "replace" : "write") \(error.path): \(String(cString: strerror(error.errno)))")
         }
     }
 
     /// The topology clients see for a dynamics: its types and type names, its elements and bonds
     /// when it has them, else elements inferred from type names that are element symbols ("Ar").
     public static func topology(of d: any Dynamics) -> Topology {
-        let types = d.types.map { UInt32(max(0, $0)) }
-        var elements = d.elements
+        topology(types: d.types, typeNames: d.typeNames, elements: d.elements, atomNames: d.atomNames, bonds: d.bonds)
+    }
+
+    /// The same from the parts (the built-in systems of `quiver run`, whose engine is another process).
+    public static func topology(types: [Int32], typeNames: [String], elements: [UInt8]? = nil, atomNames: [String]? = nil,
+                                bonds: [(Int, Int)]? = nil) -> Topology {
+        let types = types.map { UInt32(max(0, $0)) }
+        var elements = elements
         if elements == nil {
-            let numbers = d.typeNames.map { Elements.number(ofSymbol: $0) }
+            let numbers = typeNames.map { Elements.number(ofSymbol: $0) }
             if !numbers.isEmpty, numbers.allSatisfy({ $0 != nil }) {
                 let byType = numbers.map { $0! }
                 elements = types.map { Int($0) < byType.count ? byType[Int($0)] : 0 }
             }
         }
-        let bonds = d.bonds.map { $0.map { SIMD2(UInt32($0.0), UInt32($0.1)) } }
-        return Topology(types: types, typeNames: d.typeNames, elements: elements, atomNames: d.atomNames,
-                        bonds: bonds.flatMap { $0.isEmpty ? nil : $0 })
+        let pairs = bonds.map { $0.map { SIMD2(UInt32($0.0), UInt32($0.1)) } }
+        return Topology(types: types, typeNames: typeNames, elements: elements, atomNames: atomNames,
+                        bonds: pairs.flatMap { $0.isEmpty ? nil : $0 })
     }
 }
 

@@ -65,13 +65,6 @@ extension RunConfiguration {
         system == "lj" ? try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed) : try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
     }
 
-    /// The topology of the built-in system: types, type names, elements (argon: Z = 18).
-    func topology(of setup: SimulationSetup) -> Topology {
-        let types = setup.system.types.map { UInt32($0) }
-        return Topology(types: types, typeNames: setup.system.typeNames,
-                        elements: system == "argon" ? [UInt8](repeating: 18, count: types.count) : nil)
-    }
-
     /// The settings `quiver run` shares with an embedding session.
     var serverSettings: ServerSettings {
         var s = ServerSettings()
@@ -180,12 +173,14 @@ struct Run: ParsableCommand {
                                             atomCapacity: setup.system.count, settings: c.serverSettings)
         defer { resources.close() }
         let directory = resources.directory
-        try TopologyFile.write(c.topology(of: setup), firstFrame: 0, to: directory.topologyFilePath)
+        // Elements from the type names (argon's "Ar": Z = 18), as for any dynamics.
+        try TopologyFile.write(TopologyFile.topology(types: setup.system.types, typeNames: setup.system.typeNames), firstFrame: 0,
+                               to: directory.topologyFilePath)
         let executable = try Self.executablePath()
         let engine = WorkerSpec(
             role: "engine",
-            arguments: ["worker", "--role", "engine", "--segment", resources.segment.name, "--index", "0", "--supervisor-pid", "\(getpid())",
-                        "--posted-fd", "3", "--done-fd", "4", "--frame-fd", "5"] + c.pluginArguments + c.simulationArguments,
+            arguments: resources.workerArguments(role: "engine", index: 0)
+                + ["--posted-fd", "3", "--done-fd", "4", "--frame-fd", "5"] + c.pluginArguments + c.simulationArguments,
             watchdog: c.watchdog, exitEndsRun: true, passedDescriptors: [resources.posted, resources.done, resources.published])
         let workers = [engine] + resources.serviceWorkers(firstIndex: 1)
         let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: executable, workers: workers,

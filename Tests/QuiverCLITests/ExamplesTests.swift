@@ -42,6 +42,22 @@ struct ExamplesTests {
         return (p, Drain(out.fileHandleForReading), Drain(err.fileHandleForReading))
     }
 
+    /// The JSON summary the example prints last on stdout.
+    func summary(_ stdout: String, _ stderr: String) throws -> [String: Any] {
+        let line = try #require(stdout.split(separator: "\n").last, "no summary; stderr:\n\(stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    /// Closed cleanly: no run directory, no worker left, no segment of the example's.
+    func expectClosedCleanly(_ s: [String: Any], example p: Process, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(s["run_directory_removed"] as? Bool == true, sourceLocation: sourceLocation)
+        let pids = (s["worker_pids"] as? [Int] ?? []).map { Int32($0) }
+        #expect(pids.count == 3, sourceLocation: sourceLocation)
+        for pid in pids { #expect(!alive(pid), "worker \(pid) outlived the example", sourceLocation: sourceLocation) }
+        let segments = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        #expect(!segments.contains { $0.hasSuffix("-\(p.processIdentifier)") }, "the example left its segment", sourceLocation: sourceLocation)
+    }
+
     @Test("SIGINT to a program serving a session: run returns .stopped, close stops every worker and removes every file")
     func interrupted() throws {
         let products = try buildExamples()
@@ -51,15 +67,9 @@ struct ExamplesTests {
         kill(p.processIdentifier, SIGINT)
         #expect(reap(p, within: 20), "embedded-server did not stop on SIGINT")
         let (text, log) = (stdout.finish(), stderr.finish())
-        let line = try #require(text.split(separator: "\n").last, "no summary; stderr:\n\(log)")
-        let s = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let s = try summary(text, log)
         #expect((s["stop"] as? String)?.contains("SIGINT") == true, "\(s)")
-        #expect(s["run_directory_removed"] as? Bool == true)
-        let pids = (s["worker_pids"] as? [Int] ?? []).map { Int32($0) }
-        #expect(pids.count == 3)
-        for pid in pids { #expect(!alive(pid), "worker \(pid) outlived the example") }
-        let segments = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
-        #expect(!segments.contains { $0.hasSuffix("-\(p.processIdentifier)") }, "the example left its segment")
+        expectClosedCleanly(s, example: p)
     }
 
     @Test("embedded-server: a custom Swift force field served by a Session, watched and steered through the client, closed cleanly; the C plugin built by the package matches the built-in LJ")
@@ -71,8 +81,7 @@ struct ExamplesTests {
         #expect(reap(p, within: 120), "embedded-server ran past 120 s")
         let (text, log) = (stdout.finish(), stderr.finish())
         #expect(p.terminationStatus == 0, "embedded-server failed:\n\(log)")
-        let line = try #require(text.split(separator: "\n").last, "no summary; stderr:\n\(log)")
-        let s = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let s = try summary(text, log)
 
         #expect(s["frames"] as? Int == 60 && s["frames_ordered"] as? Bool == true, "\(s)")
         #expect(s["topology_atoms"] as? Int == s["atoms"] as? Int)
@@ -82,12 +91,6 @@ struct ExamplesTests {
         #expect(restrained < 0.05 && restrained < free / 2, "restrained atoms moved \(restrained) nm, free ones \(free) nm (rms)")
         #expect(s["user_forces_seen"] as? Bool == true && (s["pull_work_kj_mol"] as? Double ?? 0) > 0, "the pull left no trace in the frames: \(s)")
         #expect((s["plugin_force_relative_error"] as? Double ?? 1) < 1e-4, "\(s)")
-        // Closed cleanly: no worker left, no segment, no run directory.
-        #expect(s["run_directory_removed"] as? Bool == true)
-        let pids = (s["worker_pids"] as? [Int] ?? []).map { Int32($0) }
-        #expect(pids.count == 3)
-        for pid in pids { #expect(!alive(pid), "worker \(pid) outlived the example") }
-        let segments = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
-        #expect(!segments.contains { $0.hasSuffix("-\(p.processIdentifier)") }, "the example left its segment")
+        expectClosedCleanly(s, example: p)
     }
 }
