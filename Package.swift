@@ -138,7 +138,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverWireTests",
-            dependencies: ["QuiverWire", "QuiverEngine"]
+            dependencies: ["QuiverWire", "QuiverEngine", "CQuiverWire"]
         ),
         .testTarget(
             name: "QuiverZMQTests",

@@ -49,11 +49,56 @@ uint32_t qw_crc32c_update_portable(uint32_t crc, const void *data, size_t length
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 
+/* One crc32 instruction takes 8 bytes with a latency of 3 cycles and a throughput of 1: one chain
+ * is latency-bound. Long inputs run three chains over three adjacent LANE-byte stretches at once and
+ * join them with "append LANE zero bytes" (a linear map of the 32-bit state, tabulated at load
+ * time): about three times the speed of one chain. */
+#define LANE 8192
+static uint32_t lane_shift[4][256]; /* state -> state after LANE zero bytes, byte by byte */
+
+static uint32_t shift_lane(uint32_t s) {
+    return lane_shift[0][s & 0xff] ^ lane_shift[1][(s >> 8) & 0xff] ^ lane_shift[2][(s >> 16) & 0xff] ^ lane_shift[3][s >> 24];
+}
+
+__attribute__((target("sse4.2")))
+static void build_lane_shift(void) {
+    uint32_t basis[32]; /* the image of each state bit */
+    for (int b = 0; b < 32; b++) {
+        uint64_t c = 1u << b;
+        for (int i = 0; i < LANE / 8; i++) c = _mm_crc32_u64(c, 0);
+        basis[b] = (uint32_t)c;
+    }
+    for (int k = 0; k < 4; k++) {
+        for (int v = 0; v < 256; v++) {
+            uint32_t t = 0;
+            for (int j = 0; j < 8; j++) {
+                if (v >> j & 1) t ^= basis[8 * k + j];
+            }
+            lane_shift[k][v] = t;
+        }
+    }
+}
+
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_update_sse42(uint32_t crc, const void *data, size_t length) {
     const uint8_t *p = (const uint8_t *)data;
     uint64_t c = ~crc;
     while (length > 0 && ((uintptr_t)p & 7) != 0) { c = _mm_crc32_u8((uint32_t)c, *p++); length--; }
+    while (length >= 3 * LANE) {
+        uint64_t c1 = 0, c2 = 0;
+        for (size_t i = 0; i < LANE; i += 8) {
+            uint64_t w0, w1, w2;
+            memcpy(&w0, p + i, 8);
+            memcpy(&w1, p + LANE + i, 8);
+            memcpy(&w2, p + 2 * LANE + i, 8);
+            c = _mm_crc32_u64(c, w0);
+            c1 = _mm_crc32_u64(c1, w1);
+            c2 = _mm_crc32_u64(c2, w2);
+        }
+        c = shift_lane(shift_lane((uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
+        p += 3 * LANE;
+        length -= 3 * LANE;
+    }
     while (length >= 8) {
         uint64_t word;
         memcpy(&word, p, 8);
@@ -72,6 +117,7 @@ __attribute__((constructor))
 static void detect_sse42(void) {
     __builtin_cpu_init();
     cpu_has_sse42 = __builtin_cpu_supports("sse4.2");
+    if (cpu_has_sse42) build_lane_shift();
 }
 
 static int has_sse42(void) { return cpu_has_sse42; }

@@ -65,8 +65,9 @@ public final class QuiverClient {
     public func nextFrame(timeout: Double) throws -> Received? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            guard let bytes = try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
-            let frame = try FrameDecoder.decode(bytes, limits: limits)
+            guard try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
+            let limits = limits
+            let frame = try message.withUnsafeBytes { (bytes) throws(WireError) in try FrameDecoder.decode(bytes, limits: limits) }
             // The greeting a subscription triggers can repeat the frame just delivered: skip it.
             if frame.index == lastIndex { continue }
             lastIndex = frame.index
@@ -90,14 +91,18 @@ public final class QuiverClient {
     /// Index of the last frame delivered (to drop the repeat a late subscription's greeting can cause).
     private var lastIndex: UInt64?
 
+    /// The last message received, read in place (no copy of the frame's bytes).
+    private var message = ZMQMessage()
+
     /// Like `nextFrame`, but decodes only the header and scalar fields (checksum verified): for
     /// following a stream cheaply (monitoring, delivery benchmarks). Returns the summary and when
     /// it arrived (seconds since the Unix epoch).
     public func nextSummary(timeout: Double) throws -> (summary: FrameDecoder.Summary, receivedAt: Double)? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            guard let bytes = try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
-            let summary = try FrameDecoder.summary(bytes, limits: limits)
+            guard try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
+            let limits = limits
+            let summary = try message.withUnsafeBytes { (bytes) throws(WireError) in try FrameDecoder.summary(bytes, limits: limits) }
             if summary.index == lastIndex { continue }
             lastIndex = summary.index
             return (summary, Date().timeIntervalSince1970)
@@ -105,19 +110,20 @@ public final class QuiverClient {
         return nil
     }
 
-    private func nextMessage(timeout: Double) throws -> [UInt8]? {
+    /// Waits up to `timeout` seconds for a frame message and receives it into `message`.
+    private func nextMessage(timeout: Double) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
             drainTopology()
             let remaining = max(0, deadline.timeIntervalSinceNow)
             let ready = try ZMQ.poll([.socket(frames), .socket(topologySocket)], timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
-            if ready[0].contains(.readable), let bytes = try frames.tryReceive() {
+            if ready[0].contains(.readable), try frames.tryReceive(into: &message) {
                 if topology == nil { try awaitTopology(timeout: topologyGrace) }
-                return bytes
+                return true
             }
         } while Date() < deadline
         drainTopology()
-        return nil
+        return false
     }
 
     /// How long the first frame waits for the topology, which the publisher sends just before it

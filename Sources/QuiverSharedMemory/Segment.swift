@@ -130,6 +130,31 @@ public struct SparseForces: Sendable, Equatable {
     public var isEmpty: Bool { indices.isEmpty }
 }
 
+/// A frame of the ring read in place: its arrays point into the shared-memory slot, valid only
+/// inside `SharedSegment.withFrame`'s body (and what the body makes of them counts only if that
+/// call succeeds).
+public struct FrameView {
+    public var index: UInt64
+    public var step: UInt64
+    public var time: Double
+    public var box: SIMD3<Double>
+    public var potentialEnergy: Double
+    public var kineticEnergy: Double
+    public var temperature: Double
+    public var userEnergy: Double
+    public var userWork: Double
+    /// Set by the writer when it publishes; nanoseconds since the Unix epoch.
+    public var publishedUnixNanoseconds: UInt64
+    public var positions: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)
+    public var velocities: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)?
+    public var forces: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)?
+    /// Sparse interactive (user) forces, kJ/mol/nm.
+    public var userForceIndices: UnsafeBufferPointer<UInt32>
+    public var userForces: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)
+
+    public var atomCount: Int { positions.x.count }
+}
+
 /// An engine snapshot: the state a respawned engine continues from.
 public struct EngineSnapshot: Sendable, Equatable {
     public var index: UInt64 = 0
@@ -551,6 +576,70 @@ public final class SharedSegment: @unchecked Sendable {
         frame.forces = info.fields & UInt32(QV_SHM_FIELD_FORCES) != 0 ? (array(next), array(next + 1), array(next + 2)) : nil
         let nu = Int(info.user_force_count)
         frame.userForces = SparseForces(indices: Array(ui.prefix(nu)), x: Array(ux.prefix(nu)), y: Array(uy.prefix(nu)), z: Array(uz.prefix(nu)))
+    }
+
+    /// Calls `body` with frame `index` read in place (no copy) and returns its result when the slot
+    /// held that frame, unchanged, for the whole call: the seqlock is checked after `body`, so
+    /// whatever `body` computed from a slot the writer overwrote meanwhile is discarded
+    /// (`.torn`), even when `body` threw. The checksum is verified (in place) before `body` runs.
+    public func withFrame<R, E: Error>(_ index: UInt64, _ body: (FrameView) throws(E) -> R) throws(E) -> Result<R, FrameReadFailure> {
+        var info = qv_shm_frame_info()
+        var view = qv_shm_frame_view()
+        switch qv_shm_view_frame(base, index, &info, &view, qv_shm_pid_alive) {
+        case Int32(QV_SHM_READ_OK): break
+        case Int32(QV_SHM_READ_EMPTY): return .failure(.empty)
+        case Int32(QV_SHM_READ_BUSY): return .failure(.busy)
+        case Int32(QV_SHM_READ_TORN): return .failure(.torn)
+        case Int32(QV_SHM_READ_LAPPED): return .failure(.lapped)
+        case Int32(QV_SHM_READ_ABANDONED): return .failure(.abandoned)
+        default: return .failure(.corrupt)
+        }
+        let n = Int(info.atom_count)
+        func plane(_ a: Int) -> UnsafeBufferPointer<Float>? {
+            withUnsafePointer(to: view.arrays) { tuple in
+                tuple.withMemoryRebound(to: UnsafePointer<Float>?.self, capacity: 9) { $0[a] }
+            }.map { UnsafeBufferPointer(start: $0, count: n) }
+        }
+        func triple(_ a: Int) -> (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)? {
+            guard let x = plane(a), let y = plane(a + 1), let z = plane(a + 2) else { return nil }
+            return (x, y, z)
+        }
+        let nu = Int(info.user_force_count)
+        let frame = FrameView(index: info.frame_index, step: info.step, time: info.time_ps, box: SIMD3(info.box.0, info.box.1, info.box.2),
+                              potentialEnergy: info.potential_energy, kineticEnergy: info.kinetic_energy, temperature: info.temperature,
+                              userEnergy: info.user_energy, userWork: info.user_work, publishedUnixNanoseconds: info.publish_unix_ns,
+                              positions: triple(0)!, velocities: triple(3), forces: triple(6),
+                              userForceIndices: UnsafeBufferPointer(start: view.user_index, count: nu),
+                              userForces: (UnsafeBufferPointer(start: view.user_fx, count: nu), UnsafeBufferPointer(start: view.user_fy, count: nu),
+                                           UnsafeBufferPointer(start: view.user_fz, count: nu)))
+        let result: R
+        do {
+            result = try body(frame)
+        } catch {
+            guard qv_shm_view_valid(base, index, &view) == Int32(QV_SHM_READ_OK) else { return .failure(.torn) }
+            throw error
+        }
+        guard qv_shm_view_valid(base, index, &view) == Int32(QV_SHM_READ_OK) else { return .failure(.torn) }
+        return .success(result)
+    }
+
+    /// `withFrame` on the newest frame: retries while a writer is busy or the slot changed under
+    /// `body`, steps back one frame when the newest was abandoned by a dead writer or is corrupt.
+    /// `nil` when nothing is published (or every attempt failed).
+    public func withLatestFrame<R, E: Error>(attempts: Int = 1000, _ body: (FrameView) throws(E) -> R) throws(E) -> R? {
+        for _ in 0..<attempts {
+            let published = framesPublished
+            guard published > 0 else { return nil }
+            switch try withFrame(published - 1, body) {
+            case .success(let r): return r
+            case .failure(.abandoned), .failure(.corrupt):
+                guard published > 1, case .success(let r) = try withFrame(published - 2, body) else { return nil }
+                return r
+            case .failure:
+                continue // busy, torn, lapped: the writer moved on; try the newest again
+            }
+        }
+        return nil
     }
 
     /// Reads the newest frame, retrying while a writer is busy or the copy tore and stepping back

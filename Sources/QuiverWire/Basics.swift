@@ -44,6 +44,23 @@ public enum Codec: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// The builds of the quantized encoder. They write the same bytes; the fastest one the CPU runs
+/// is picked at load time (`current`). Naming one is for tests and benchmarks.
+public enum QuantizedEncoder: String, Sendable, CaseIterable {
+    /// Plain C, every CPU.
+    case portable
+    /// x86-64 with AVX2, BMI2 and FMA.
+    case avx2
+    /// x86-64 with AVX-512 (F, BW, VL, DQ) as well.
+    case avx512
+
+    /// The one `FrameEncoder` uses on this CPU.
+    public static var current: QuantizedEncoder { QuantizedEncoder(rawValue: String(cString: qw_quant_encoder_variant())) ?? .portable }
+
+    /// Whether this CPU can run it.
+    public var isSupported: Bool { qw_quant_encoder_supported(rawValue) != 0 }
+}
+
 /// Bounds a decoder enforces before it allocates anything.
 public struct DecodeLimits: Sendable, Hashable {
     /// The most atoms a message may declare.

@@ -189,23 +189,24 @@ enum QuantizedCoding {
         return p
     }
 
-    /// The encoded field: f64 precision, then the stream.
-    static func encode(_ planes: Planes, n: Int, precision: Double, field: FieldID) throws(WireError) -> [UInt8] {
-        let p = try check(precision)
-        let bound = qw_quant_bound(planes.count, n)
-        var status = Int32(QW_OK)
-        let data = [UInt8](unsafeUninitializedCapacity: 8 + bound) { buffer, count in
-            UnsafeMutableRawBufferPointer(buffer).storeBytes(of: p, toByteOffset: 0, as: Double.self)
-            var size = 0
-            status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
-                qw_quant_encode(pointers.baseAddress, planes.count, n, p, buffer.baseAddress! + 8, bound, &size)
-            }
-            count = status == Int32(QW_OK) ? 8 + size : 0
+    /// The most bytes `write` needs for `planes` planes of `n` values.
+    static func bound(planes: Int, n: Int) -> Int { 8 + qw_quant_bound(planes, n) }
+
+    /// Writes the field (f64 precision, then the stream) into `out` (at least `bound` bytes) with
+    /// the named encoder build (supported by this CPU) and returns its size. `precision` must have
+    /// passed `check`.
+    static func write(_ planes: Planes, n: Int, precision p: Double, encoder: String, field: FieldID,
+                      into out: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
+        out.storeBytes(of: p, toByteOffset: 0, as: Double.self)
+        var size = 0
+        let status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
+            qw_quant_encode_variant(encoder, pointers.baseAddress, planes.count, n, p,
+                                    out.baseAddress!.assumingMemoryBound(to: UInt8.self) + 8, out.count - 8, &size)
         }
         switch status {
-        case Int32(QW_OK): return data
+        case Int32(QW_OK): return 8 + size
         case Int32(QW_ERR_RANGE): throw .notQuantizable(field: field)
-        default: throw .invalidPrecision(precision)
+        default: throw .invalidPrecision(p)
         }
     }
 

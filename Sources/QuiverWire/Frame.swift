@@ -122,3 +122,91 @@ public struct Frame: Sendable, Equatable {
 
     public var atomCount: Int { positions.count }
 }
+
+/// Per-atom vectors as three borrowed float arrays (the x, y and z planes), for example a
+/// shared-memory slot read in place. Valid only while the call that takes them runs.
+public struct BorrowedVectors {
+    public var x: UnsafeBufferPointer<Float>
+    public var y: UnsafeBufferPointer<Float>
+    public var z: UnsafeBufferPointer<Float>
+
+    public init(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>) {
+        self.x = x
+        self.y = y
+        self.z = z
+    }
+
+    public var count: Int { x.count }
+
+    var isConsistent: Bool { y.count == x.count && z.count == x.count }
+}
+
+/// A frame whose per-atom arrays are borrowed (`BorrowedVectors`): what `Frame` holds, without
+/// owning the arrays, so an encoder can read them where they are.
+public struct BorrowedFrame {
+    public var index: UInt64
+    public var step: Int64
+    public var time: Double
+    public var box: SIMD3<Double>
+    public var energies: Frame.Energies
+    public var temperature: Double
+    public var positions: BorrowedVectors
+    public var velocities: BorrowedVectors?
+    public var forces: BorrowedVectors?
+    public var userEnergy: Double?
+    public var userForces: [UserForce]?
+    public var userWork: Double?
+    public var publishedAt: Double?
+
+    public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: Frame.Energies, temperature: Double,
+                positions: BorrowedVectors, velocities: BorrowedVectors? = nil, forces: BorrowedVectors? = nil,
+                userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil, publishedAt: Double? = nil) {
+        self.index = index
+        self.step = step
+        self.time = time
+        self.box = box
+        self.energies = energies
+        self.temperature = temperature
+        self.positions = positions
+        self.velocities = velocities
+        self.forces = forces
+        self.userEnergy = userEnergy
+        self.userForces = userForces
+        self.userWork = userWork
+        self.publishedAt = publishedAt
+    }
+
+    public var atomCount: Int { positions.count }
+}
+
+extension AtomVectors {
+    /// The arrays, borrowed for the duration of `body`.
+    func borrowed<R, E: Error>(_ body: (BorrowedVectors) throws(E) -> R) throws(E) -> R {
+        try x.withUnsafeBufferPointer { (x) throws(E) -> R in
+            try y.withUnsafeBufferPointer { (y) throws(E) -> R in
+                try z.withUnsafeBufferPointer { (z) throws(E) -> R in try body(BorrowedVectors(x: x, y: y, z: z)) }
+            }
+        }
+    }
+}
+
+/// `body` with the optional vectors borrowed (nil stays nil).
+func borrowing<R, E: Error>(_ v: AtomVectors?, _ body: (BorrowedVectors?) throws(E) -> R) throws(E) -> R {
+    guard let v else { return try body(nil) }
+    return try v.borrowed { (b) throws(E) -> R in try body(b) }
+}
+
+extension Frame {
+    /// This frame with its arrays borrowed for the duration of `body`.
+    public func borrowed<R, E: Error>(_ body: (BorrowedFrame) throws(E) -> R) throws(E) -> R {
+        try positions.borrowed { (p) throws(E) -> R in
+            try borrowing(velocities) { (v) throws(E) -> R in
+                try borrowing(forces) { (f) throws(E) -> R in
+                    try body(BorrowedFrame(index: index, step: step, time: time, box: box, energies: energies, temperature: temperature,
+                                           positions: p, velocities: v, forces: f, userEnergy: userEnergy, userForces: userForces,
+                                           userWork: userWork, publishedAt: publishedAt))
+                }
+            }
+        }
+    }
+}

@@ -8,11 +8,16 @@ public enum FrameEncoder {
         public var positions: Codec
         public var velocities: Codec
         public var forces: Codec
+        /// The quantized encoder's build; nil: `QuantizedEncoder.current`. A build this CPU cannot
+        /// run is an `invalidInput` error.
+        public var quantizedEncoder: QuantizedEncoder?
 
-        public init(positions: Codec = .quantized(), velocities: Codec = .lossless, forces: Codec = .lossless) {
+        public init(positions: Codec = .quantized(), velocities: Codec = .lossless, forces: Codec = .lossless,
+                    quantizedEncoder: QuantizedEncoder? = nil) {
             self.positions = positions
             self.velocities = velocities
             self.forces = forces
+            self.quantizedEncoder = quantizedEncoder
         }
 
         /// The same codec for positions, velocities and forces.
@@ -29,21 +34,40 @@ public enum FrameEncoder {
     }
 
     public static func encode(_ frame: Frame, options: Options) throws(WireError) -> [UInt8] {
+        try frame.borrowed { (b) throws(WireError) in try encode(b, options: options) }
+    }
+
+    /// Encodes a frame whose arrays are borrowed (for example a shared-memory slot read in place).
+    public static func encode(_ frame: BorrowedFrame, options: Options) throws(WireError) -> [UInt8] {
+        let (header, fields) = try pending(frame, options: options)
+        return try MessageBuilder.build(kind: .frame, header: header, atomCount: UInt32(frame.atomCount), fields: fields)
+    }
+
+    /// Encodes into `buffer` (grown when needed, reused across calls: no allocation once it is large
+    /// enough) and returns the message, valid until the buffer is next used.
+    public static func encode(_ frame: BorrowedFrame, options: Options, into buffer: MessageBuffer) throws(WireError) -> UnsafeRawBufferPointer {
+        let (header, fields) = try pending(frame, options: options)
+        return try MessageBuilder.build(kind: .frame, header: header, atomCount: UInt32(frame.atomCount), fields: fields, into: buffer)
+    }
+
+    static func pending(_ frame: BorrowedFrame, options: Options) throws(WireError) -> (qw_frame_header, [PendingField]) {
         let n = frame.atomCount
         guard frame.positions.isConsistent else { throw .invalidInput("positions: x, y and z have different lengths") }
         guard n <= Int(UInt32.max) else { throw .invalidInput("\(n) atoms do not fit in 32 bits") }
         var fields: [PendingField] = []
-        fields.append(try vectorField(.positions, frame.positions, codec: options.positions))
+        if let e = options.quantizedEncoder, !e.isSupported { throw .invalidInput("the \(e.rawValue) quantized encoder does not run on this CPU") }
+        let encoder = (options.quantizedEncoder ?? .current).rawValue
+        fields.append(try vectorField(.positions, frame.positions, codec: options.positions, encoder: encoder))
         fields.append(scalarField(.box, [frame.box.x, frame.box.y, frame.box.z]))
         fields.append(scalarField(.energies, [frame.energies.potential, frame.energies.kinetic, frame.energies.total]))
         fields.append(scalarField(.temperature, [frame.temperature]))
         if let v = frame.velocities {
             guard v.isConsistent, v.count == n else { throw .invalidInput("velocities: \(v.count) vectors for \(n) atoms") }
-            fields.append(try vectorField(.velocities, v, codec: options.velocities))
+            fields.append(try vectorField(.velocities, v, codec: options.velocities, encoder: encoder))
         }
         if let f = frame.forces {
             guard f.isConsistent, f.count == n else { throw .invalidInput("forces: \(f.count) vectors for \(n) atoms") }
-            fields.append(try vectorField(.forces, f, codec: options.forces))
+            fields.append(try vectorField(.forces, f, codec: options.forces, encoder: encoder))
         }
         if let e = frame.userEnergy { fields.append(scalarField(.userEnergy, [e])) }
         if let forces = frame.userForces {
@@ -55,27 +79,26 @@ public enum FrameEncoder {
         header.frame_index = frame.index
         header.step = frame.step
         header.time = frame.time
-        return try MessageBuilder.build(kind: .frame, header: header, atomCount: UInt32(n), fields: fields)
+        return (header, fields)
     }
 
-    static func vectorField(_ id: FieldID, _ v: AtomVectors, codec: Codec) throws(WireError) -> PendingField {
+    /// A vector field, written straight into the message by every codec (the pointers must stay
+    /// valid until the message is built).
+    static func vectorField(_ id: FieldID, _ v: BorrowedVectors, codec: Codec, encoder: String) throws(WireError) -> PendingField {
         let n = v.count
+        let planes: Planes = [UnsafeRawPointer(v.x.baseAddress), UnsafeRawPointer(v.y.baseAddress), UnsafeRawPointer(v.z.baseAddress)]
         switch codec {
         case .raw, .lossless:
             let lossless = codec == .lossless
             return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n),
                                 bound: WordCoding.bound(lossless: lossless, words: 3 * n)) { (out) throws(WireError) -> Int in
-                try withPlanes(v) { (planes) throws(WireError) -> Int in
-                    try WordCoding.write(planes, n: n, lossless: lossless, field: id, into: out)
-                }
+                try WordCoding.write(planes, n: n, lossless: lossless, field: id, into: out)
             }
         case .quantized(let precision):
-            let data = try withPlanes(v) { (planes) throws(WireError) in
-                try QuantizedCoding.encode(planes, n: n, precision: precision, field: id)
-            }
-            return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n), bound: data.count) { out in
-                data.withUnsafeBytes { out.copyMemory(from: $0) }
-                return data.count
+            let p = try QuantizedCoding.check(precision)
+            return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n),
+                                bound: QuantizedCoding.bound(planes: 3, n: n)) { (out) throws(WireError) -> Int in
+                try QuantizedCoding.write(planes, n: n, precision: p, encoder: encoder, field: id, into: out)
             }
         }
     }
@@ -100,17 +123,6 @@ public enum FrameEncoder {
                             bound: WordCoding.bound(lossless: lossless, words: words.count)) { (out) throws(WireError) -> Int in
             try words.withUnsafeBufferPointer { (w) throws(WireError) -> Int in
                 try WordCoding.write([UnsafeRawPointer(w.baseAddress)], n: words.count, lossless: lossless, field: id, into: out)
-            }
-        }
-    }
-}
-
-/// Raw pointers to the x, y, z arrays, valid inside `body` only.
-func withPlanes<R>(_ v: AtomVectors, _ body: (Planes) throws(WireError) -> R) throws(WireError) -> R {
-    try v.x.withUnsafeBufferPointer { (x) throws(WireError) -> R in
-        try v.y.withUnsafeBufferPointer { (y) throws(WireError) -> R in
-            try v.z.withUnsafeBufferPointer { (z) throws(WireError) -> R in
-                try body([UnsafeRawPointer(x.baseAddress), UnsafeRawPointer(y.baseAddress), UnsafeRawPointer(z.baseAddress)])
             }
         }
     }
@@ -214,20 +226,24 @@ public enum FrameDecoder {
     /// The header and scalar fields of a frame message; the per-atom fields are left undecoded.
     public static func summary(_ bytes: [UInt8], limits: DecodeLimits = .default) throws(WireError) -> Summary {
         try bytes.withUnsafeBufferPointer { (buffer) throws(WireError) -> Summary in
-            let raw = UnsafeRawBufferPointer(buffer)
-            let message = try MessageReader(raw, kind: .frame, minimumHeaderSize: WireFormat.frameHeaderSize, limits: limits)
-            let header = message.header(as: qw_frame_header.self)
-            var s = Summary(index: header.frame_index, step: header.step, time: header.time, atomCount: message.atomCount)
-            for field in message.fields {
-                switch field.id {
-                case .temperature: s.temperature = try readScalars(field, count: 1)[0]
-                case .energies: s.potentialEnergy = try readScalars(field, count: 3)[0]
-                case .publishedAt: s.publishedAt = try readScalars(field, count: 1)[0]
-                default: continue
-                }
-            }
-            return s
+            try summary(UnsafeRawBufferPointer(buffer), limits: limits)
         }
+    }
+
+    /// `summary` of bytes read in place (`bytes` is only read, and only during the call).
+    public static func summary(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits = .default) throws(WireError) -> Summary {
+        let message = try MessageReader(bytes, kind: .frame, minimumHeaderSize: WireFormat.frameHeaderSize, limits: limits)
+        let header = message.header(as: qw_frame_header.self)
+        var s = Summary(index: header.frame_index, step: header.step, time: header.time, atomCount: message.atomCount)
+        for field in message.fields {
+            switch field.id {
+            case .temperature: s.temperature = try readScalars(field, count: 1)[0]
+            case .energies: s.potentialEnergy = try readScalars(field, count: 3)[0]
+            case .publishedAt: s.publishedAt = try readScalars(field, count: 1)[0]
+            default: continue
+            }
+        }
+        return s
     }
 
     static func readScalars(_ field: ReceivedField, count: Int) throws(WireError) -> [Double] {

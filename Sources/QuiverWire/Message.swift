@@ -10,45 +10,93 @@ struct PendingField {
     var write: (UnsafeMutableRawBufferPointer) throws(WireError) -> Int
 }
 
+/// A reusable output buffer for encoders: grows to the largest message asked of it and keeps that
+/// memory, so a long-lived encoder (the broadcaster) allocates and faults in its pages once.
+/// Not thread-safe: one owner.
+public final class MessageBuffer {
+    private var storage: UnsafeMutableRawBufferPointer
+    /// Bytes of the last message written.
+    public private(set) var count = 0
+
+    public init(capacity: Int = 0) {
+        storage = .allocate(byteCount: max(capacity, 0), alignment: 64)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The last message written.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+
+    /// Room for `capacity` bytes (the old contents are dropped when it grows).
+    func reserve(_ capacity: Int) -> UnsafeMutableRawBufferPointer {
+        if storage.count < capacity {
+            storage.deallocate()
+            storage = .allocate(byteCount: capacity, alignment: 64)
+        }
+        count = 0
+        return storage
+    }
+
+    func setCount(_ n: Int) { count = n }
+}
+
 /// Lays out a message: header, field table, field data, then sizes and checksum.
 enum MessageBuilder {
     /// `header` is the kind's header struct with its kind-specific members set; the prefix and the
     /// checksum are filled in here.
     static func build<Header: BitwiseCopyable>(kind: MessageKind, header: Header, atomCount: UInt32,
                                                 fields: [PendingField]) throws(WireError) -> [UInt8] {
-        let headerSize = MemoryLayout<Header>.size
-        let tableSize = fields.count * WireFormat.fieldEntrySize
-        guard fields.count <= Int(UInt16.max) else { throw .invalidInput("too many fields") }
-        var capacity = headerSize + tableSize
-        for field in fields { capacity += field.bound }
+        let capacity = try self.capacity(header: Header.self, fields: fields)
         var failure: WireError?
         let message = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            count = 0
-            let raw = UnsafeMutableRawBufferPointer(buffer)
             do throws(WireError) {
-                raw.storeBytes(of: header, toByteOffset: 0, as: Header.self)
-                var offset = headerSize + tableSize
-                for (i, field) in fields.enumerated() {
-                    let region = UnsafeMutableRawBufferPointer(rebasing: raw[offset..<(offset + field.bound)])
-                    let written = try field.write(region)
-                    precondition(written <= field.bound, "a field wrote past its bound")
-                    let entry = qw_field_entry(id: field.id, codec: field.codec, flags: 0, count: field.count, size: UInt64(written))
-                    raw.storeBytes(of: entry, toByteOffset: headerSize + i * WireFormat.fieldEntrySize, as: qw_field_entry.self)
-                    offset += written
-                }
-                let prefix = qw_prefix(magic: QW_MAGIC, version: WireFormat.version, kind: kind.rawValue, flags: 0,
-                                       header_size: UInt16(headerSize), field_count: UInt16(fields.count),
-                                       atom_count: atomCount, payload_size: UInt64(offset - headerSize))
-                raw.storeBytes(of: prefix, toByteOffset: 0, as: qw_prefix.self)
-                let crc = WireChecksum.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<offset]), headerSize: headerSize)
-                raw.storeBytes(of: crc, toByteOffset: headerSize - 4, as: UInt32.self)
-                count = offset
+                count = try write(kind: kind, header: header, atomCount: atomCount, fields: fields, into: UnsafeMutableRawBufferPointer(buffer))
             } catch {
+                count = 0
                 failure = error
             }
         }
         if let failure { throw failure }
         return message
+    }
+
+    /// As `build`, into `buffer`; returns the message (valid until the buffer is next used).
+    static func build<Header: BitwiseCopyable>(kind: MessageKind, header: Header, atomCount: UInt32, fields: [PendingField],
+                                                into buffer: MessageBuffer) throws(WireError) -> UnsafeRawBufferPointer {
+        let raw = buffer.reserve(try capacity(header: Header.self, fields: fields))
+        buffer.setCount(try write(kind: kind, header: header, atomCount: atomCount, fields: fields, into: raw))
+        return buffer.bytes
+    }
+
+    static func capacity<Header>(header: Header.Type, fields: [PendingField]) throws(WireError) -> Int {
+        guard fields.count <= Int(UInt16.max) else { throw .invalidInput("too many fields") }
+        var capacity = MemoryLayout<Header>.size + fields.count * WireFormat.fieldEntrySize
+        for field in fields { capacity += field.bound }
+        return capacity
+    }
+
+    /// Writes the message into `raw` (at least `capacity` bytes); returns its size.
+    static func write<Header: BitwiseCopyable>(kind: MessageKind, header: Header, atomCount: UInt32, fields: [PendingField],
+                                                into raw: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
+        let headerSize = MemoryLayout<Header>.size
+        let tableSize = fields.count * WireFormat.fieldEntrySize
+        raw.storeBytes(of: header, toByteOffset: 0, as: Header.self)
+        var offset = headerSize + tableSize
+        for (i, field) in fields.enumerated() {
+            let region = UnsafeMutableRawBufferPointer(rebasing: raw[offset..<(offset + field.bound)])
+            let written = try field.write(region)
+            precondition(written <= field.bound, "a field wrote past its bound")
+            let entry = qw_field_entry(id: field.id, codec: field.codec, flags: 0, count: field.count, size: UInt64(written))
+            raw.storeBytes(of: entry, toByteOffset: headerSize + i * WireFormat.fieldEntrySize, as: qw_field_entry.self)
+            offset += written
+        }
+        let prefix = qw_prefix(magic: QW_MAGIC, version: WireFormat.version, kind: kind.rawValue, flags: 0,
+                               header_size: UInt16(headerSize), field_count: UInt16(fields.count),
+                               atom_count: atomCount, payload_size: UInt64(offset - headerSize))
+        raw.storeBytes(of: prefix, toByteOffset: 0, as: qw_prefix.self)
+        let crc = WireChecksum.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<offset]), headerSize: headerSize)
+        raw.storeBytes(of: crc, toByteOffset: headerSize - 4, as: UInt32.self)
+        return offset
     }
 }
 

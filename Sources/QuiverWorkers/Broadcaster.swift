@@ -63,8 +63,11 @@ public enum Broadcaster {
         var topologyPending = false
         status.state = .ready
 
-        var record = FrameRecord()
-        var latest: [UInt8]?
+        // Frames are encoded straight from the ring slot into one reused buffer, then copied once
+        // into the message ZeroMQ sends (and keeps, shared, for late joiners).
+        let buffer = MessageBuffer()
+        let options = FrameEncoder.Options(all: o.codec)
+        var latest: ZMQMessage?
         var latestIndex: UInt64?
         // A subscriber whose queue was full when the newest frame went out lost it, and a paused
         // engine sends no other: once the stream goes quiet the newest frame is sent again, up to
@@ -92,27 +95,31 @@ public enum Broadcaster {
             if greet {
                 // The topology of the frames sent so far, with the newest of them.
                 _ = try publisher.trySend(sentTopology)
-                if let latest { _ = try publisher.trySend(latest) }
+                if let copy = try latest?.copy() { try send(copy, on: publisher) }
             }
             let published = segment.framesPublished
-            if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true, let frame = segment.readLatest(into: &record) {
+            if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
+               let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
+                   _ = try FrameEncoder.encode(wireFrame(frame), options: options, into: buffer)
+                   return frame.index
+               }) {
                 // The owner of the dynamics replaces the topology before it publishes the first
                 // frame of another system: one stat per frame catches it, and it is sent just
                 // before that frame.
                 if topology.refresh() { topologyPending = true }
-                if topologyPending, frame.index >= topology.firstFrame, let t = topology.encoded {
+                if topologyPending, index >= topology.firstFrame, let t = topology.encoded {
                     sentTopology = t
                     topologyPending = false
                     _ = try publisher.trySend(t)
                 }
-                let encoded = try FrameEncoder.encode(wireFrame(frame), codec: o.codec)
-                _ = try publisher.trySend(encoded)
-                latest = encoded
-                latestIndex = frame.index
+                let message = try ZMQMessage(copying: buffer.bytes)
+                latest = try message.copy()
+                try send(message, on: publisher)
+                latestIndex = index
                 lastSentNs = Clock.monotonicNanoseconds
                 resends = 0
-            } else if let latest, resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000 {
-                _ = try publisher.trySend(latest)
+            } else if let copy = try latest?.copy(), resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000 {
+                try send(copy, on: publisher)
                 lastSentNs = Clock.monotonicNanoseconds
                 resends += 1
             }
@@ -121,17 +128,23 @@ public enum Broadcaster {
         status.state = .exited
     }
 
-    /// The wire form of a shared-memory frame.
-    static func wireFrame(_ f: FrameRecord) -> Frame {
-        Frame(index: f.index, step: Int64(f.step), time: f.time, box: f.box,
-              energies: Frame.Energies(potential: f.potentialEnergy, kinetic: f.kineticEnergy),
-              temperature: f.temperature, positions: AtomVectors(x: f.x, y: f.y, z: f.z),
-              userEnergy: f.userEnergy,
-              userForces: f.userForces.isEmpty ? nil : (0..<f.userForces.count).map {
-                  UserForce(index: f.userForces.indices[$0], force: SIMD3(f.userForces.x[$0], f.userForces.y[$0], f.userForces.z[$0]))
-              },
-              userWork: f.userWork,
-              publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
+    /// Queues `message` without blocking; a subscriber whose queue is full misses it.
+    static func send(_ message: consuming ZMQMessage, on socket: ZMQSocket) throws {
+        var message = message
+        _ = try socket.trySend(&message)
+    }
+
+    /// The wire form of a frame read in place from the ring (its arrays still in the slot).
+    static func wireFrame(_ f: FrameView) -> BorrowedFrame {
+        BorrowedFrame(index: f.index, step: Int64(f.step), time: f.time, box: f.box,
+                      energies: Frame.Energies(potential: f.potentialEnergy, kinetic: f.kineticEnergy),
+                      temperature: f.temperature, positions: BorrowedVectors(x: f.positions.x, y: f.positions.y, z: f.positions.z),
+                      userEnergy: f.userEnergy,
+                      userForces: f.userForceIndices.isEmpty ? nil : (0..<f.userForceIndices.count).map {
+                          UserForce(index: f.userForceIndices[$0], force: SIMD3(f.userForces.x[$0], f.userForces.y[$0], f.userForces.z[$0]))
+                      },
+                      userWork: f.userWork,
+                      publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
     }
 }
 

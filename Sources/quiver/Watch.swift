@@ -66,19 +66,28 @@ struct Watch: ParsableCommand {
             case .json:
                 var fields = ["\"frame_index\":\(index)", "\"step\":\(step)", "\"time_ps\":\(time)", "\"atoms\":\(atoms)",
                               "\"temperature\":\(temperature.map { "\($0)" } ?? "null")", "\"potential_energy\":\(potential.map { "\($0)" } ?? "null")",
-                              "\"frames_per_second\":\(String(format: "%.3f", rate))"]
-                fields.append("\"latency_ms\":" + (latencyMs.map { String(format: "%.3f", $0) } ?? "null"))
-                fields.append("\"received_at\":" + String(format: "%.6f", receivedAt))
+                              "\"frames_per_second\":\(fixed(rate, 3))"]
+                fields.append("\"latency_ms\":" + (latencyMs.map { fixed($0, 3) } ?? "null"))
+                fields.append("\"received_at\":" + fixed(receivedAt, 6))
                 print("{" + fields.joined(separator: ",") + "}")
             case .table:
                 if !printedTopology, let t = client.topology {
                     print("topology: \(t.atomCount) atoms, types \(t.typeNames.joined(separator: ", "))")
                     printedTopology = true
                 }
-                print("frame \(index)  step \(step)  T \(String(format: "%.2f", temperature ?? .nan)) K  \(atoms) atoms  "
-                      + "\(String(format: "%.1f", rate)) frames/s  latency \(latencyMs.map { String(format: "%.2f ms", $0) } ?? "?")")
+                print("frame \(index)  step \(step)  T \(fixed(temperature ?? .nan, 2)) K  \(atoms) atoms  "
+                      + "\(fixed(rate, 1)) frames/s  latency \(latencyMs.map { fixed($0, 2) + " ms" } ?? "?")")
             }
             fflush(nil)
         }
+    }
+}
+
+/// `value` with `digits` decimals ("%.*f"), through the C library: Foundation's String(format:)
+/// costs several microseconds a call, which a line per frame pays several times.
+func fixed(_ value: Double, _ digits: Int32) -> String {
+    withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+        _ = withVaList([digits, value]) { vsnprintf(buffer.baseAddress!, 64, "%.*f", $0) }
+        return String(cString: buffer.baseAddress!)
     }
 }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define QV_SHM_MAGIC 0x314D485356495551ULL /* "QUIVSHM1" */
-#define QV_SHM_LAYOUT_VERSION 2u
+#define QV_SHM_LAYOUT_VERSION 3u
 #define QV_SHM_ALIGN 64u
 
 /* Optional per-frame arrays (positions are always present). */
@@ -130,6 +130,24 @@ void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float
  * abandoned (NULL: always alive). */
 int qv_shm_read_frame(const void *base, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
                       uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid));
+
+/* Frame `frame_index` in place, without copying: the slot's arrays (x, y, z, vx, vy, vz, fx, fy,
+ * fz; NULL where the frame has none) and its user forces (meta->user_force_count of them). */
+typedef struct qv_shm_frame_view {
+    const float *arrays[9];
+    const uint32_t *user_index;
+    const float *user_fx, *user_fy, *user_fz;
+    uint64_t seq;               /* the slot's sequence when the view was taken */
+} qv_shm_frame_view;
+
+/* Takes a view of frame `frame_index` under the seqlock and checks its checksum in place; returns
+ * QV_SHM_READ_* as qv_shm_read_frame. The writer may overwrite the slot at any time after: a
+ * reader consumes the view, then calls qv_shm_view_valid, and uses what it made of the view only
+ * when that returns QV_SHM_READ_OK (otherwise QV_SHM_READ_TORN: the slot changed meanwhile, and
+ * anything computed from it may be torn). */
+int qv_shm_view_frame(const void *base, uint64_t frame_index, qv_shm_frame_info *meta, qv_shm_frame_view *view,
+                      int (*writer_alive)(int32_t pid));
+int qv_shm_view_valid(const void *base, uint64_t frame_index, const qv_shm_frame_view *view);
 
 /* Copies only the metadata of frame `frame_index` (seqlock-validated; arrays untouched): for
  * readers that need the step or energies, not positions. Returns QV_SHM_READ_*. */

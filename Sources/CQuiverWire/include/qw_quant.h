@@ -43,6 +43,18 @@ size_t qw_quant_bound(size_t nplanes, size_t n);
 int qw_quant_encode(const float *const *planes, size_t nplanes, size_t n, double precision,
                     uint8_t *out, size_t capacity, size_t *size);
 
+/* The encoder this CPU runs: "avx512", "avx2" (both x86-64, picked at run time) or "portable".
+ * Every variant writes the same bytes. */
+const char *qw_quant_encoder_variant(void);
+
+/* 1 when this CPU can run the named encoder variant, else 0. */
+int qw_quant_encoder_supported(const char *variant);
+
+/* qw_quant_encode with a chosen encoder ("portable", "avx2", "avx512"; NULL: the one this CPU
+ * runs). Returns QW_ERR_ARGUMENT for a variant this CPU cannot run. For tests and benchmarks. */
+int qw_quant_encode_variant(const char *variant, const float *const *planes, size_t nplanes, size_t n, double precision,
+                            uint8_t *out, size_t capacity, size_t *size);
+
 /* Decodes `in_size` bytes into `nplanes` arrays of `n` floats (value = quantized integer * precision,
  * rounded to float). Reads only inside [in, in + in_size); every malformed stream returns an error
  * (QW_ERR_TRUNCATED, QW_ERR_TRAILING, QW_ERR_CORRUPT, QW_ERR_ARGUMENT). The arrays' contents are
