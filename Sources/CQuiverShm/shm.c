@@ -255,6 +255,24 @@ static int begin_frame_read(void *base, uint64_t frame_index, qv_shm_frame_info 
     return QV_SHM_READ_OK;
 }
 
+/* Where a slot keeps the arrays of `fields` (x, y, z, vx, vy, vz, fx, fy, fz; absent ones NULL)
+ * and its user forces. */
+static void slot_pointers(const qv_shm_header *h, const qv_shm_frame *slot, uint32_t fields, qv_shm_frame_view *view) {
+    memset(view, 0, sizeof *view);
+    const uint64_t stride = array_stride(h);
+    const char *data = (const char *)slot + sizeof(qv_shm_frame);
+    for (uint32_t a = 0, k = 0; a < 9; a++) {
+        const int present = a < 3 || (a < 6 ? (fields & QV_SHM_FIELD_VELOCITIES) != 0 : (fields & QV_SHM_FIELD_FORCES) != 0);
+        if (present) view->arrays[a] = (const float *)(data + (k++) * stride);
+    }
+    const char *u = data + frame_array_count(h->fields) * stride;
+    const uint64_t us = user_stride(h);
+    view->user_index = (const uint32_t *)u;
+    view->user_fx = (const float *)(u + us);
+    view->user_fy = (const float *)(u + 2u * us);
+    view->user_fz = (const float *)(u + 3u * us);
+}
+
 int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
                       uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
     void *base = (void *)cbase;
@@ -270,18 +288,18 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
              meta->user_force_count > h->user_force_capacity || (user && meta->user_force_count > user->capacity))
         status = QV_SHM_READ_CORRUPT;
     else {
-        const uint64_t stride = array_stride(h);
-        const char *data = (const char *)slot + sizeof(qv_shm_frame);
+        qv_shm_frame_view view;
+        slot_pointers(h, slot, fields, &view);
         const size_t bytes = (size_t)meta->atom_count * sizeof(float);
-        for (uint32_t a = 0; a < frame_array_count(fields); a++) memcpy(arrays[a], data + a * stride, bytes);
+        for (uint32_t a = 0, k = 0; a < 9; a++) {
+            if (view.arrays[a]) memcpy(arrays[k++], view.arrays[a], bytes);
+        }
         if (user && meta->user_force_count > 0) {
-            const char *u = data + frame_array_count(h->fields) * stride;
-            const uint64_t us = user_stride(h);
             const size_t ub = (size_t)meta->user_force_count * 4u;
-            memcpy(user->index, u, ub);
-            memcpy(user->fx, u + us, ub);
-            memcpy(user->fy, u + 2u * us, ub);
-            memcpy(user->fz, u + 3u * us, ub);
+            memcpy(user->index, view.user_index, ub);
+            memcpy(user->fx, view.user_fx, ub);
+            memcpy(user->fy, view.user_fy, ub);
+            memcpy(user->fz, view.user_fz, ub);
         }
     }
     atomic_thread_fence(memory_order_acquire);
@@ -318,26 +336,13 @@ int qv_shm_view_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
         status = QV_SHM_READ_CORRUPT;
     else {
         /* The checksum runs over the slot in place; the seqlock check below covers it. */
-        const uint64_t stride = array_stride(h);
-        const char *data = (const char *)slot + sizeof(qv_shm_frame);
+        slot_pointers(h, slot, fields, view);
         const size_t bytes = (size_t)meta->atom_count * sizeof(float);
-        /* x, y, z, then velocities and forces at their fixed positions (absent ones stay NULL) */
-        for (uint32_t a = 0, k = 0; a < 9; a++) {
-            const int optional = a >= 3 ? (a < 6 ? (fields & QV_SHM_FIELD_VELOCITIES) != 0 : (fields & QV_SHM_FIELD_FORCES) != 0) : 1;
-            if (!optional) continue;
-            view->arrays[a] = (const float *)(data + k * stride);
-            checksum = qv_shm_checksum(view->arrays[a], bytes, checksum);
-            k++;
+        for (uint32_t a = 0; a < 9; a++) {
+            if (view->arrays[a]) checksum = qv_shm_checksum(view->arrays[a], bytes, checksum);
         }
-        if (meta->user_force_count > 0) {
-            const char *u = data + frame_array_count(h->fields) * stride;
-            const uint64_t us = user_stride(h);
-            view->user_index = (const uint32_t *)u;
-            view->user_fx = (const float *)(u + us);
-            view->user_fy = (const float *)(u + 2u * us);
-            view->user_fz = (const float *)(u + 3u * us);
+        if (meta->user_force_count > 0)
             checksum = user_checksum(checksum, meta->user_force_count, view->user_index, view->user_fx, view->user_fy, view->user_fz);
-        }
     }
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;

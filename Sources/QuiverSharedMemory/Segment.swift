@@ -134,15 +134,8 @@ public struct SparseForces: Sendable, Equatable {
 /// inside `SharedSegment.withFrame`'s body (and what the body makes of them counts only if that
 /// call succeeds).
 public struct FrameView {
-    public var index: UInt64
-    public var step: UInt64
-    public var time: Double
-    public var box: SIMD3<Double>
-    public var potentialEnergy: Double
-    public var kineticEnergy: Double
-    public var temperature: Double
-    public var userEnergy: Double
-    public var userWork: Double
+    /// Index, step, time, box, energies, temperature, user energy and work.
+    public var scalars: SharedSegment.FrameScalars
     /// Set by the writer when it publishes; nanoseconds since the Unix epoch.
     public var publishedUnixNanoseconds: UInt64
     public var positions: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, z: UnsafeBufferPointer<Float>)
@@ -450,6 +443,12 @@ public final class SharedSegment: @unchecked Sendable {
             self.potentialEnergy = potentialEnergy; self.kineticEnergy = kineticEnergy; self.temperature = temperature
             self.userEnergy = userEnergy; self.userWork = userWork
         }
+
+        init(_ info: qv_shm_frame_info) {
+            self.init(index: info.frame_index, step: info.step, time: info.time_ps, box: SIMD3(info.box.0, info.box.1, info.box.2),
+                      potentialEnergy: info.potential_energy, kineticEnergy: info.kinetic_energy, temperature: info.temperature,
+                      userEnergy: info.user_energy, userWork: info.user_work)
+        }
     }
 
     /// Publishes a frame into slot `index % slotCount` (single writer) from position buffers
@@ -605,9 +604,7 @@ public final class SharedSegment: @unchecked Sendable {
             return (x, y, z)
         }
         let nu = Int(info.user_force_count)
-        let frame = FrameView(index: info.frame_index, step: info.step, time: info.time_ps, box: SIMD3(info.box.0, info.box.1, info.box.2),
-                              potentialEnergy: info.potential_energy, kineticEnergy: info.kinetic_energy, temperature: info.temperature,
-                              userEnergy: info.user_energy, userWork: info.user_work, publishedUnixNanoseconds: info.publish_unix_ns,
+        let frame = FrameView(scalars: FrameScalars(info), publishedUnixNanoseconds: info.publish_unix_ns,
                               positions: triple(0)!, velocities: triple(3), forces: triple(6),
                               userForceIndices: UnsafeBufferPointer(start: view.user_index, count: nu),
                               userForces: (UnsafeBufferPointer(start: view.user_fx, count: nu), UnsafeBufferPointer(start: view.user_fy, count: nu),
@@ -671,16 +668,12 @@ public final class SharedSegment: @unchecked Sendable {
             var info = qv_shm_frame_info()
             switch qv_shm_read_frame_info(base, published - 1, &info, qv_shm_pid_alive) {
             case Int32(QV_SHM_READ_OK):
-                return FrameScalars(index: info.frame_index, step: info.step, time: info.time_ps, box: SIMD3(info.box.0, info.box.1, info.box.2),
-                                    potentialEnergy: info.potential_energy, kineticEnergy: info.kinetic_energy, temperature: info.temperature,
-                                    userEnergy: info.user_energy, userWork: info.user_work)
+                return FrameScalars(info)
             case Int32(QV_SHM_READ_ABANDONED):
                 guard published > 1 else { return nil }
                 var older = qv_shm_frame_info()
                 guard qv_shm_read_frame_info(base, published - 2, &older, qv_shm_pid_alive) == Int32(QV_SHM_READ_OK) else { return nil }
-                return FrameScalars(index: older.frame_index, step: older.step, time: older.time_ps, box: SIMD3(older.box.0, older.box.1, older.box.2),
-                                    potentialEnergy: older.potential_energy, kineticEnergy: older.kinetic_energy, temperature: older.temperature,
-                                    userEnergy: older.user_energy, userWork: older.user_work)
+                return FrameScalars(older)
             default:
                 continue
             }

@@ -101,7 +101,7 @@ public enum Broadcaster {
             if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
                let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
                    _ = try FrameEncoder.encode(wireFrame(frame), options: options, into: buffer)
-                   return frame.index
+                   return frame.scalars.index
                }) {
                 // The owner of the dynamics replaces the topology before it publishes the first
                 // frame of another system: one stat per frame catches it, and it is sent just
@@ -136,15 +136,16 @@ public enum Broadcaster {
 
     /// The wire form of a frame read in place from the ring (its arrays still in the slot).
     static func wireFrame(_ f: FrameView) -> BorrowedFrame {
-        BorrowedFrame(index: f.index, step: Int64(f.step), time: f.time, box: f.box,
-                      energies: Frame.Energies(potential: f.potentialEnergy, kinetic: f.kineticEnergy),
-                      temperature: f.temperature, positions: BorrowedVectors(x: f.positions.x, y: f.positions.y, z: f.positions.z),
-                      userEnergy: f.userEnergy,
-                      userForces: f.userForceIndices.isEmpty ? nil : (0..<f.userForceIndices.count).map {
-                          UserForce(index: f.userForceIndices[$0], force: SIMD3(f.userForces.x[$0], f.userForces.y[$0], f.userForces.z[$0]))
-                      },
-                      userWork: f.userWork,
-                      publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
+        let s = f.scalars
+        return BorrowedFrame(index: s.index, step: Int64(s.step), time: s.time, box: s.box,
+                             energies: Frame.Energies(potential: s.potentialEnergy, kinetic: s.kineticEnergy),
+                             temperature: s.temperature, positions: BorrowedVectors(x: f.positions.x, y: f.positions.y, z: f.positions.z),
+                             userEnergy: s.userEnergy,
+                             userForces: f.userForceIndices.isEmpty ? nil : (0..<f.userForceIndices.count).map {
+                                 UserForce(index: f.userForceIndices[$0], force: SIMD3(f.userForces.x[$0], f.userForces.y[$0], f.userForces.z[$0]))
+                             },
+                             userWork: s.userWork,
+                             publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
     }
 }
 

@@ -8,15 +8,10 @@ import Testing
 struct FrameViewTests {
     static func copy(_ v: FrameView) -> FrameRecord {
         var f = FrameRecord()
-        f.index = v.index
-        f.step = v.step
-        f.time = v.time
-        f.box = v.box
-        f.potentialEnergy = v.potentialEnergy
-        f.kineticEnergy = v.kineticEnergy
-        f.temperature = v.temperature
-        f.userEnergy = v.userEnergy
-        f.userWork = v.userWork
+        let s = v.scalars
+        (f.index, f.step, f.time, f.box) = (s.index, s.step, s.time, s.box)
+        (f.potentialEnergy, f.kineticEnergy, f.temperature, f.userEnergy, f.userWork) =
+            (s.potentialEnergy, s.kineticEnergy, s.temperature, s.userEnergy, s.userWork)
         f.x = Array(v.positions.x)
         f.y = Array(v.positions.y)
         f.z = Array(v.positions.z)
@@ -81,7 +76,7 @@ struct FrameViewTests {
         // An error from a body whose slot did not change is the caller's.
         #expect(throws: Failure.self) { try s.withFrame(2) { (_) throws(Failure) -> Int in throw Failure() } }
         // The newest frame, read in place, is frame 3.
-        #expect(s.withLatestFrame { $0.index } == 3)
+        #expect(s.withLatestFrame { $0.scalars.index } == 3)
     }
 
     @Test("a slot whose bytes no longer match its checksum is corrupt; the newest-frame read falls back one frame")
@@ -101,7 +96,7 @@ struct FrameViewTests {
         try handle.seek(toOffset: UInt64(start + 5 * 4))
         handle.write(Data([bytes[start + 5 * 4] ^ 0x01]))
         #expect(s.withFrame(1) { _ in 0 } == .failure(.corrupt))
-        #expect(s.withLatestFrame { $0.index } == 0)
+        #expect(s.withLatestFrame { $0.scalars.index } == 0)
     }
 }
 
