@@ -55,8 +55,7 @@ public enum FrameEncoder {
         guard frame.positions.isConsistent else { throw .invalidInput("positions: x, y and z have different lengths") }
         guard n <= Int(UInt32.max) else { throw .invalidInput("\(n) atoms do not fit in 32 bits") }
         var fields: [PendingField] = []
-        if let e = options.quantizedEncoder, !e.isSupported { throw .invalidInput("the \(e.rawValue) quantized encoder does not run on this CPU") }
-        let encoder = (options.quantizedEncoder ?? .current).rawValue
+        let encoder = options.quantizedEncoder ?? .current
         fields.append(try vectorField(.positions, frame.positions, codec: options.positions, encoder: encoder))
         fields.append(scalarField(.box, [frame.box.x, frame.box.y, frame.box.z]))
         fields.append(scalarField(.energies, [frame.energies.potential, frame.energies.kinetic, frame.energies.total]))
@@ -84,7 +83,7 @@ public enum FrameEncoder {
 
     /// A vector field, written straight into the message by every codec (the pointers must stay
     /// valid until the message is built).
-    static func vectorField(_ id: FieldID, _ v: BorrowedVectors, codec: Codec, encoder: String) throws(WireError) -> PendingField {
+    static func vectorField(_ id: FieldID, _ v: BorrowedVectors, codec: Codec, encoder: QuantizedEncoder) throws(WireError) -> PendingField {
         let n = v.count
         let planes: Planes = [UnsafeRawPointer(v.x.baseAddress), UnsafeRawPointer(v.y.baseAddress), UnsafeRawPointer(v.z.baseAddress)]
         switch codec {
@@ -96,9 +95,10 @@ public enum FrameEncoder {
             }
         case .quantized(let precision):
             let p = try QuantizedCoding.check(precision)
+            guard encoder.isSupported else { throw .invalidInput("the \(encoder.rawValue) quantized encoder does not run on this CPU") }
             return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n),
                                 bound: QuantizedCoding.bound(planes: 3, n: n)) { (out) throws(WireError) -> Int in
-                try QuantizedCoding.write(planes, n: n, precision: p, encoder: encoder, field: id, into: out)
+                try QuantizedCoding.write(planes, n: n, precision: p, encoder: encoder.rawValue, field: id, into: out)
             }
         }
     }

@@ -57,7 +57,9 @@ enum MessageBuilder {
             }
         }
         if let failure { throw failure }
-        return message
+        // A quantized field's bound is several times its size: the caller gets an array that does
+        // not hold on to the unused part (one copy, as the separate field buffer cost before).
+        return message.count * 2 < capacity ? message.withUnsafeBufferPointer { Array($0) } : message
     }
 
     /// As `build`, into `buffer`; returns the message (valid until the buffer is next used).

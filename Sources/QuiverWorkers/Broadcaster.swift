@@ -118,7 +118,7 @@ public enum Broadcaster {
                 latestIndex = index
                 lastSentNs = Clock.monotonicNanoseconds
                 resends = 0
-            } else if let copy = try latest?.copy(), resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000 {
+            } else if resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
                 try send(copy, on: publisher)
                 lastSentNs = Clock.monotonicNanoseconds
                 resends += 1

@@ -77,6 +77,15 @@ struct FrameViewTests {
         #expect(throws: Failure.self) { try s.withFrame(2) { (_) throws(Failure) -> Int in throw Failure() } }
         // The newest frame, read in place, is frame 3.
         #expect(s.withLatestFrame { $0.scalars.index } == 3)
+        // withLatestFrame tries again when the writer overwrote the slot under the body: the first
+        // call reads frame 3 while frames 4 and 5 go in (5 into frame 3's slot); the second gets 5.
+        var calls: [UInt64] = []
+        let index = try s.withLatestFrame { view -> UInt64 in
+            calls.append(view.scalars.index)
+            if calls.count == 1 { for i in 4...5 { try s.publish(sampleFrame(index: UInt64(i), atoms: 100)) } }
+            return view.scalars.index
+        }
+        #expect(index == 5 && calls == [3, 5])
     }
 
     @Test("a slot whose bytes no longer match its checksum is corrupt; the newest-frame read falls back one frame")

@@ -90,12 +90,56 @@ struct EncoderTests {
     }
 
     @Test("an unknown or unsupported variant, NaN and out-of-range values are errors in every variant")
-    func errors() {
-        #expect(Self.encode([[1, 2, 3]], n: 3, precision: 0.001, variant: "sse9")?.status == nil)
+    func errors() throws {
+        // Straight through C: an unknown name, and every build this CPU lacks, is an argument error.
+        func status(_ variant: String) -> Int32 {
+            var out = [UInt8](repeating: 0, count: qw_quant_bound(1, 3))
+            var size = 0
+            return Self.withPointers([[1, 2, 3]]) { pointers in
+                variant.withCString { name in
+                    out.withUnsafeMutableBufferPointer { qw_quant_encode_variant(name, pointers, 1, 3, 0.001, $0.baseAddress, $0.count, &size) }
+                }
+            }
+        }
+        #expect(status("sse9") == Int32(QW_ERR_ARGUMENT))
+        #expect(qw_quant_encoder_supported("sse9") == 0)
+        for v in Self.variants {
+            #expect(status(v) == (qw_quant_encoder_supported(v) != 0 ? Int32(QW_OK) : Int32(QW_ERR_ARGUMENT)), "\(v)")
+        }
+        for v in QuantizedEncoder.allCases where !v.isSupported {
+            let options = FrameEncoder.Options(positions: .quantized(), quantizedEncoder: v)
+            #expect(throws: WireError.self) { try FrameEncoder.encode(sampleFrame(atoms: 4), options: options) }
+        }
+        #expect(QuantizedEncoder.current.isSupported)
         for v in Self.variants {
             guard let nan = Self.encode([[1, .nan, 3]], n: 3, precision: 0.001, variant: v) else { continue }
             #expect(nan.status == Int32(QW_ERR_RANGE), "\(v)")
             #expect(Self.encode([[1, 2, 3e7]], n: 3, precision: 0.001, variant: v)?.status == Int32(QW_ERR_RANGE), "\(v)")
+        }
+    }
+
+    /// Integer formulas (so that C and Swift make the same floats: one multiply, no addition to
+    /// fuse) whose streams from the encoder before the rewrite (d427ce7) were recorded: size and
+    /// CRC-32C. A change of predictor or parameter choice would still decode; this catches it.
+    static func golden(_ c: Int, _ i: Int64, _ p: Int64) -> Int64 {
+        switch c {
+        case 0: return (i % 4) * 289 + ((i / 4) * 578) % 20000 + ((i * 7919 + p * 104729) % 61) - 30 + p * 3000
+        case 1: return i * 10 + (i % 97 == 0 ? 900000 : 0)
+        case 2: return (i % 3 == 0 ? 5000000 : -5000000) + i
+        case 3: return (i * 2654435761 + p * 40503) % 1000000000 - 500000000
+        default: return i % 50 == 0 ? 1300 : 1250
+        }
+    }
+
+    @Test("the bytes of the encoder before the rewrite, for every build", arguments: [
+        (0, 1000, 3, 4254, 0x85B1_06E1 as UInt32), (1, 700, 1, 1265, 0x86ED_F46D), (2, 500, 2, 547, 0x1350_1783),
+        (3, 1500, 1, 5362, 0x9F0B_D099), (4, 1000, 1, 429, 0x48BD_8EAA),
+    ])
+    func previousBytes(c: Int, n: Int, planes: Int, size: Int, crc: UInt32) throws {
+        let data = (0..<planes).map { p in (0..<n).map { i in Float(Self.golden(c, Int64(i), Int64(p))) * 0.001 } }
+        for v in Self.variants {
+            guard let out = Self.encode(data, n: n, precision: 0.001, variant: v) else { continue }
+            #expect(out.status == Int32(QW_OK) && out.bytes.count == size && WireChecksum.crc32c(out.bytes) == crc, "case \(c), \(v)")
         }
     }
 
@@ -121,6 +165,8 @@ struct EncoderTests {
                 Array(try FrameEncoder.encode(b, options: .init(all: codec), into: buffer))
             }
             #expect(inPlace == array, "\(codec)")
+            // The array does not keep the encoder's bound (several times the quantized size).
+            #expect(array.capacity < 2 * array.count, "\(codec): capacity \(array.capacity) for \(array.count) bytes")
             #expect(try FrameDecoder.summary(array).index == 3)
         }
         // The buffer keeps its memory: a smaller message reuses it.
