@@ -9,7 +9,7 @@ public enum FrameEncoder {
         public var velocities: Codec
         public var forces: Codec
         /// The quantized encoder's build; nil: `QuantizedEncoder.current`. A build this CPU cannot
-        /// run is an `invalidInput` error.
+        /// run is an `invalidInput` error when a field is quantized.
         public var quantizedEncoder: QuantizedEncoder?
 
         public init(positions: Codec = .quantized(), velocities: Codec = .lossless, forces: Codec = .lossless,
