@@ -27,10 +27,20 @@ enum FramePattern {
     }
 
     static func check(_ frame: FrameRecord) -> Bool {
-        let i = frame.index
-        guard frame.step == i * 10, frame.time == Double(i), frame.box.x == Double(i % 97) else { return false }
-        for a in 0..<frame.atomCount {
-            if frame.x[a] != value(i, a, 0) || frame.y[a] != value(i, a, 1) || frame.z[a] != value(i, a, 2) { return false }
+        check(index: frame.index, step: frame.step, time: frame.time, box: frame.box, x: frame.x, y: frame.y, z: frame.z)
+    }
+
+    /// The same check on a frame read in place (the arrays still in the slot).
+    static func check(_ frame: FrameView) -> Bool {
+        let s = frame.scalars
+        return check(index: s.index, step: s.step, time: s.time, box: s.box, x: frame.positions.x, y: frame.positions.y, z: frame.positions.z)
+    }
+
+    static func check<A: Collection<Float>>(index i: UInt64, step: UInt64, time: Double, box: SIMD3<Double>, x: A, y: A, z: A) -> Bool
+        where A.Index == Int {
+        guard step == i * 10, time == Double(i), box.x == Double(i % 97), y.count == x.count, z.count == x.count else { return false }
+        for a in 0..<x.count {
+            if x[a] != value(i, a, 0) || y[a] != value(i, a, 1) || z[a] != value(i, a, 2) { return false }
         }
         return true
     }
@@ -73,6 +83,10 @@ struct ShmReader: ParsableCommand {
     @Option var name: String
     @Option var directory: String = "/dev/shm"
     @Option var seconds: Double = 2
+    @Flag(help: "Read in place (SharedSegment.withFrame, as the broadcaster does) instead of copying; the pattern is checked on the slot itself, and only results the seqlock accepts count.")
+    var inPlace = false
+    @Option(help: "Read this many frames behind the newest: 2 on a 4-slot ring reads the slot the writer fills next, so the writer often overwrites a frame while it is being read (a harder test of the seqlock).")
+    var lag: UInt64 = 0
 
     func run() throws {
         let start = Date()
@@ -87,13 +101,20 @@ struct ShmReader: ParsableCommand {
         var last: UInt64?
         while Date().timeIntervalSince(start) < seconds {
             let published = segment.framesPublished
-            guard published > 0 else { counts["empty", default: 0] += 1; usleep(100); continue }
+            guard published > lag else { counts["empty", default: 0] += 1; usleep(100); continue }
+            let wanted = published - 1 - lag
             do {
-                try segment.read(frame: published - 1, into: &frame)
+                let (index, good): (UInt64, Bool)
+                if inPlace {
+                    (index, good) = try segment.withFrame(wanted) { ($0.scalars.index, FramePattern.check($0)) }.get()
+                } else {
+                    try segment.read(frame: wanted, into: &frame)
+                    (index, good) = (frame.index, FramePattern.check(frame))
+                }
                 counts["reads", default: 0] += 1
-                if !FramePattern.check(frame) { counts["bad", default: 0] += 1 }
-                if let l = last, frame.index < l { counts["went_back", default: 0] += 1 }
-                last = frame.index
+                if !good { counts["bad", default: 0] += 1 }
+                if let l = last, index < l { counts["went_back", default: 0] += 1 }
+                last = index
             } catch {
                 let key: String
                 switch error {
