@@ -273,50 +273,27 @@ static void slot_pointers(const qv_shm_header *h, const qv_shm_frame *slot, uint
     view->user_fz = (const float *)(u + 3u * us);
 }
 
+/* A copying read is an in-place view (seqlock, capacity and checksum checks over the slot), the
+ * copy, then the view's validity: the copies match the checked slot when its sequence held. */
 int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
                       uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
-    qv_shm_header *h = base;
-    qv_shm_frame *slot;
-    uint64_t s1;
-    const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
-    if (begun != QV_SHM_READ_OK) return begun;
-    int status = QV_SHM_READ_OK;
-    const uint32_t fields = meta->fields & h->fields;
-    if (meta->frame_index != frame_index) status = QV_SHM_READ_LAPPED;
-    else if (meta->atom_count > capacity || meta->atom_count > h->atom_capacity || fields != meta->fields ||
-             meta->user_force_count > h->user_force_capacity || (user && meta->user_force_count > user->capacity))
-        status = QV_SHM_READ_CORRUPT;
-    else {
-        qv_shm_frame_view view;
-        slot_pointers(h, slot, fields, &view);
-        const size_t bytes = (size_t)meta->atom_count * sizeof(float);
-        for (uint32_t a = 0, k = 0; a < 9; a++) {
-            if (view.arrays[a]) memcpy(arrays[k++], view.arrays[a], bytes);
-        }
-        if (user && meta->user_force_count > 0) {
-            const size_t ub = (size_t)meta->user_force_count * 4u;
-            memcpy(user->index, view.user_index, ub);
-            memcpy(user->fx, view.user_fx, ub);
-            memcpy(user->fy, view.user_fy, ub);
-            memcpy(user->fz, view.user_fz, ub);
-        }
-    }
-    atomic_thread_fence(memory_order_acquire);
-    const uint64_t s2 = atomic_load_explicit(&slot->seq, memory_order_relaxed);
-    if (s1 != s2) return QV_SHM_READ_TORN;
+    qv_shm_frame_view view;
+    const int status = qv_shm_view_frame(cbase, frame_index, meta, &view, writer_alive);
     if (status != QV_SHM_READ_OK) return status;
-    uint64_t checksum = 0x51ed270b27a3b41dULL;
+    if (meta->atom_count > capacity || (user && meta->user_force_count > user->capacity)) return QV_SHM_READ_CORRUPT;
     const size_t bytes = (size_t)meta->atom_count * sizeof(float);
-    for (uint32_t a = 0; a < frame_array_count(fields); a++) checksum = qv_shm_checksum(arrays[a], bytes, checksum);
-    if (user) {
-        user->count = meta->user_force_count;
-        if (meta->user_force_count > 0)
-            checksum = user_checksum(checksum, meta->user_force_count, user->index, user->fx, user->fy, user->fz);
-    } else if (meta->user_force_count > 0) {
-        return QV_SHM_READ_OK; /* the reader did not ask for the user forces: the checksum covers them, so it cannot be checked */
+    for (uint32_t a = 0, k = 0; a < 9; a++) {
+        if (view.arrays[a]) memcpy(arrays[k++], view.arrays[a], bytes);
     }
-    return checksum == meta->checksum ? QV_SHM_READ_OK : QV_SHM_READ_CORRUPT;
+    if (user) {
+        const size_t ub = (size_t)meta->user_force_count * 4u;
+        memcpy(user->index, view.user_index, ub);
+        memcpy(user->fx, view.user_fx, ub);
+        memcpy(user->fy, view.user_fy, ub);
+        memcpy(user->fz, view.user_fz, ub);
+        user->count = meta->user_force_count;
+    }
+    return qv_shm_view_valid(cbase, frame_index, &view);
 }
 
 int qv_shm_view_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, qv_shm_frame_view *view,
@@ -327,7 +304,6 @@ int qv_shm_view_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
     uint64_t s1;
     const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
     if (begun != QV_SHM_READ_OK) return begun;
-    memset(view, 0, sizeof *view);
     int status = QV_SHM_READ_OK;
     const uint32_t fields = meta->fields & h->fields;
     uint64_t checksum = 0x51ed270b27a3b41dULL;

@@ -43,13 +43,17 @@ static inline __attribute__((always_inline)) int quantize(const float *restrict 
     return ok;
 }
 
-/* Bits of the Rice code of z[0 ..< len] with parameter k. Branch-free, so it vectorises. */
+/* Bits of the Rice code of one residual z with parameter k (branch-free, so loops over it vectorise):
+ * u = z >> k zero bits, a one and k low bits, or ESCAPE zero bits and 32 raw bits. */
+static inline __attribute__((always_inline)) uint32_t code_bits(uint32_t z, int k) {
+    uint32_t u = z >> k;
+    return u < ESCAPE ? u + 1 + (uint32_t)k : ESCAPE + 32;
+}
+
+/* Bits of the Rice code of z[0 ..< len] with parameter k. */
 static inline __attribute__((always_inline)) uint32_t rice_bits(const uint32_t *restrict z, size_t len, int k) {
     uint32_t bits = 0; /* at most 128 * 56 */
-    for (size_t j = 0; j < len; j++) {
-        uint32_t u = z[j] >> k;
-        bits += u < ESCAPE ? u + 1 + (uint32_t)k : ESCAPE + 32;
-    }
+    for (size_t j = 0; j < len; j++) bits += code_bits(z[j], k);
     return bits;
 }
 
@@ -59,10 +63,9 @@ static inline __attribute__((always_inline)) void rice_bits3(const uint32_t *res
     const int lo = k > 0 ? k - 1 : 0, hi = k < 31 ? k + 1 : 31;
     uint32_t b0 = 0, b1 = 0, b2 = 0;
     for (size_t j = 0; j < len; j++) {
-        uint32_t u0 = z[j] >> lo, u1 = z[j] >> k, u2 = z[j] >> hi;
-        b0 += u0 < ESCAPE ? u0 + 1 + (uint32_t)lo : ESCAPE + 32;
-        b1 += u1 < ESCAPE ? u1 + 1 + (uint32_t)k : ESCAPE + 32;
-        b2 += u2 < ESCAPE ? u2 + 1 + (uint32_t)hi : ESCAPE + 32;
+        b0 += code_bits(z[j], lo);
+        b1 += code_bits(z[j], k);
+        b2 += code_bits(z[j], hi);
     }
     *below = b0, *at = b1, *above = b2;
 }
@@ -156,12 +159,8 @@ static inline __attribute__((always_inline)) void put(bit_writer *w, uint64_t va
  * *code, their number returned. */
 static inline __attribute__((always_inline)) uint32_t rice_code(uint32_t z, int k, uint64_t *code) {
     uint32_t u = z >> k;
-    if (u < ESCAPE) {
-        *code = ((uint64_t)(z & ((1u << k) - 1u)) << 1 | 1) << u; /* k <= 31 */
-        return u + 1 + (uint32_t)k;
-    }
-    *code = (uint64_t)z << ESCAPE;
-    return ESCAPE + 32;
+    *code = u < ESCAPE ? ((uint64_t)(z & ((1u << k) - 1u)) << 1 | 1) << u /* k <= 31 */ : (uint64_t)z << ESCAPE;
+    return code_bits(z, k);
 }
 
 /* The Rice codes of a block, two residuals per 64-bit word, computed apart from the (serial) bit

@@ -176,6 +176,19 @@ public enum FrameReadFailure: Error, Equatable, Sendable {
     case abandoned
     /// The slot's contents are inconsistent (size or checksum).
     case corrupt
+
+    /// The failure a `QV_SHM_READ_*` status stands for; nil for `QV_SHM_READ_OK`.
+    init?(status: Int32) {
+        switch status {
+        case Int32(QV_SHM_READ_OK): return nil
+        case Int32(QV_SHM_READ_EMPTY): self = .empty
+        case Int32(QV_SHM_READ_BUSY): self = .busy
+        case Int32(QV_SHM_READ_TORN): self = .torn
+        case Int32(QV_SHM_READ_LAPPED): self = .lapped
+        case Int32(QV_SHM_READ_ABANDONED): self = .abandoned
+        default: self = .corrupt
+        }
+    }
 }
 
 /// The lifecycle state of a worker, as stored in the status table.
@@ -546,15 +559,7 @@ public final class SharedSegment: @unchecked Sendable {
                 }
             }
         }
-        switch status {
-        case Int32(QV_SHM_READ_OK): break
-        case Int32(QV_SHM_READ_EMPTY): throw .empty
-        case Int32(QV_SHM_READ_BUSY): throw .busy
-        case Int32(QV_SHM_READ_TORN): throw .torn
-        case Int32(QV_SHM_READ_LAPPED): throw .lapped
-        case Int32(QV_SHM_READ_ABANDONED): throw .abandoned
-        default: throw .corrupt
-        }
+        if let failure = FrameReadFailure(status: status) { throw failure }
         let n = Int(info.atom_count)
         func array(_ a: Int) -> [Float] { Array(flat[(a * cap)..<(a * cap + n)]) }
         frame.index = info.frame_index
@@ -584,15 +589,7 @@ public final class SharedSegment: @unchecked Sendable {
     public func withFrame<R, E: Error>(_ index: UInt64, _ body: (FrameView) throws(E) -> R) throws(E) -> Result<R, FrameReadFailure> {
         var info = qv_shm_frame_info()
         var view = qv_shm_frame_view()
-        switch qv_shm_view_frame(base, index, &info, &view, qv_shm_pid_alive) {
-        case Int32(QV_SHM_READ_OK): break
-        case Int32(QV_SHM_READ_EMPTY): return .failure(.empty)
-        case Int32(QV_SHM_READ_BUSY): return .failure(.busy)
-        case Int32(QV_SHM_READ_TORN): return .failure(.torn)
-        case Int32(QV_SHM_READ_LAPPED): return .failure(.lapped)
-        case Int32(QV_SHM_READ_ABANDONED): return .failure(.abandoned)
-        default: return .failure(.corrupt)
-        }
+        if let failure = FrameReadFailure(status: qv_shm_view_frame(base, index, &info, &view, qv_shm_pid_alive)) { return .failure(failure) }
         let n = Int(info.atom_count)
         func plane(_ a: Int) -> UnsafeBufferPointer<Float>? {
             withUnsafePointer(to: view.arrays) { tuple in
@@ -624,36 +621,34 @@ public final class SharedSegment: @unchecked Sendable {
     /// `body`, steps back one frame when the newest was abandoned by a dead writer or is corrupt.
     /// `nil` when nothing is published (or every attempt failed).
     public func withLatestFrame<R, E: Error>(attempts: Int = 1000, _ body: (FrameView) throws(E) -> R) throws(E) -> R? {
-        for _ in 0..<attempts {
-            let published = framesPublished
-            guard published > 0 else { return nil }
-            switch try withFrame(published - 1, body) {
-            case .success(let r): return r
-            case .failure(.abandoned), .failure(.corrupt):
-                guard published > 1, case .success(let r) = try withFrame(published - 2, body) else { return nil }
-                return r
-            case .failure:
-                continue // busy, torn, lapped: the writer moved on; try the newest again
-            }
-        }
-        return nil
+        try latest(attempts: attempts) { (index) throws(E) in try withFrame(index, body) }
     }
 
     /// Reads the newest frame, retrying while a writer is busy or the copy tore and stepping back
     /// one frame when the newest was abandoned by a dead writer. `nil` when nothing is published.
     public func readLatest(into frame: inout FrameRecord, attempts: Int = 1000) -> FrameRecord? {
+        latest(attempts: attempts) { index in
+            Result { () throws(FrameReadFailure) in
+                try read(frame: index, into: &frame)
+                return frame
+            }
+        }
+    }
+
+    /// The newest-frame policy of every reader: `read` the newest published frame; on busy, torn
+    /// or lapped the writer moved on, so try the newest again; on abandoned or corrupt fall back to
+    /// the frame before it, once.
+    private func latest<R, E: Error>(attempts: Int, _ read: (UInt64) throws(E) -> Result<R, FrameReadFailure>) throws(E) -> R? {
         for _ in 0..<attempts {
             let published = framesPublished
             guard published > 0 else { return nil }
-            do {
-                try read(frame: published - 1, into: &frame)
-                return frame
-            } catch .abandoned, .corrupt {
-                guard published > 1 else { return nil }
-                if (try? read(frame: published - 2, into: &frame)) != nil { return frame }
-                return nil
-            } catch {
-                continue // busy, torn, lapped: the writer moved on; try the newest again
+            switch try read(published - 1) {
+            case .success(let r): return r
+            case .failure(.abandoned), .failure(.corrupt):
+                guard published > 1, case .success(let r) = try read(published - 2) else { return nil }
+                return r
+            case .failure:
+                continue
             }
         }
         return nil

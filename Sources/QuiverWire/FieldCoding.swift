@@ -195,12 +195,12 @@ enum QuantizedCoding {
     /// Writes the field (f64 precision, then the stream) into `out` (at least `bound` bytes) with
     /// the named encoder build (supported by this CPU) and returns its size. `precision` must have
     /// passed `check`.
-    static func write(_ planes: Planes, n: Int, precision p: Double, encoder: String, field: FieldID,
+    static func write(_ planes: Planes, n: Int, precision p: Double, encoder: QuantizedEncoder, field: FieldID,
                       into out: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
         out.storeBytes(of: p, toByteOffset: 0, as: Double.self)
         var size = 0
         let status = planes.map { $0?.assumingMemoryBound(to: Float.self) }.withUnsafeBufferPointer { pointers in
-            qw_quant_encode_variant(encoder, pointers.baseAddress, planes.count, n, p,
+            qw_quant_encode_variant(encoder.rawValue, pointers.baseAddress, planes.count, n, p,
                                     out.baseAddress!.assumingMemoryBound(to: UInt8.self) + 8, out.count - 8, &size)
         }
         switch status {

@@ -98,7 +98,7 @@ public enum FrameEncoder {
             guard encoder.isSupported else { throw .invalidInput("the \(encoder.rawValue) quantized encoder does not run on this CPU") }
             return PendingField(id: id.rawValue, codec: codec.wireValue, count: UInt32(n),
                                 bound: QuantizedCoding.bound(planes: 3, n: n)) { (out) throws(WireError) -> Int in
-                try QuantizedCoding.write(planes, n: n, precision: p, encoder: encoder.rawValue, field: id, into: out)
+                try QuantizedCoding.write(planes, n: n, precision: p, encoder: encoder, field: id, into: out)
             }
         }
     }

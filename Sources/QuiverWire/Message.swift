@@ -16,7 +16,7 @@ struct PendingField {
 public final class MessageBuffer {
     private var storage: UnsafeMutableRawBufferPointer
     /// Bytes of the last message written.
-    public private(set) var count = 0
+    public internal(set) var count = 0
 
     public init(capacity: Int = 0) {
         storage = .allocate(byteCount: max(capacity, 0), alignment: 64)
@@ -36,8 +36,6 @@ public final class MessageBuffer {
         count = 0
         return storage
     }
-
-    func setCount(_ n: Int) { count = n }
 }
 
 /// Lays out a message: header, field table, field data, then sizes and checksum.
@@ -66,7 +64,7 @@ enum MessageBuilder {
     static func build<Header: BitwiseCopyable>(kind: MessageKind, header: Header, atomCount: UInt32, fields: [PendingField],
                                                 into buffer: MessageBuffer) throws(WireError) -> UnsafeRawBufferPointer {
         let raw = buffer.reserve(try capacity(header: Header.self, fields: fields))
-        buffer.setCount(try write(kind: kind, header: header, atomCount: atomCount, fields: fields, into: raw))
+        buffer.count = try write(kind: kind, header: header, atomCount: atomCount, fields: fields, into: raw)
         return buffer.bytes
     }
 
