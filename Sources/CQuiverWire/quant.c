@@ -165,57 +165,58 @@ static inline __attribute__((always_inline)) uint32_t rice_code(uint32_t z, int 
 
 /* The Rice codes of a block, two residuals per 64-bit word, computed apart from the (serial) bit
  * writing so that this part vectorises: pair[i] holds pair_bits[i] bits, the code of z[2i] then
- * that of z[2i + 1]. Returns 0 when the block holds an escape or a pair exceeds 56 bits (then the
- * block is written one code at a time). */
-static inline __attribute__((always_inline)) int rice_pairs(const uint32_t *restrict z, size_t pairs, int k,
-                                                            uint64_t *restrict pair, uint32_t *restrict pair_bits) {
+ * that of z[2i + 1]; pair_bits[i] is 0 where the pair holds an escape or exceeds 56 bits (those
+ * two are written one code at a time). */
+static inline __attribute__((always_inline)) void rice_pairs(const uint32_t *restrict z, size_t pairs, int k,
+                                                             uint64_t *restrict pair, uint32_t *restrict pair_bits) {
     const uint32_t mask = (uint32_t)(((uint64_t)1 << k) - 1);
-    uint32_t widest = 0, quotient = 0; /* 32-bit lanes: twice as many per vector as the codes */
     for (size_t i = 0; i < pairs; i++) {
         uint32_t z0 = z[2 * i], z1 = z[2 * i + 1];
         uint32_t u0 = z0 >> k, u1 = z1 >> k;
-        /* A block with an escape (u >= ESCAPE) is rejected below; the shifts are capped only to
-         * stay defined. */
+        /* A pair with an escape (u >= ESCAPE) is marked below; the shifts are capped only to stay
+         * defined. */
         uint32_t b0 = (u0 & 63) + 1 + (uint32_t)k, b1 = (u1 & 63) + 1 + (uint32_t)k;
         uint64_t c0 = ((uint64_t)(z0 & mask) << 1 | 1) << (u0 & 63);
         uint64_t c1 = ((uint64_t)(z1 & mask) << 1 | 1) << (u1 & 63);
         pair[i] = c0 | c1 << (b0 & 63);
         uint32_t b = b0 + b1;
-        pair_bits[i] = b;
-        widest = b > widest ? b : widest;
         uint32_t u = u0 > u1 ? u0 : u1;
-        quotient = u > quotient ? u : quotient;
+        pair_bits[i] = b <= 56 && u < ESCAPE ? b : 0;
     }
-    return widest <= 56 && quotient < ESCAPE;
 }
 
-/* Writes a block's residuals z[0 ..< len] (len even or the last block) with parameter k. */
+/* Pair i of a block: one put, or two codes when rice_pairs marked it. */
+static inline __attribute__((always_inline)) void put_pair(bit_writer *w, const uint32_t *restrict z, size_t i, int k,
+                                                           const uint64_t *restrict pair, const uint32_t *restrict pair_bits) {
+    if (pair_bits[i]) {
+        put(w, pair[i], pair_bits[i]);
+    } else {
+        uint64_t code;
+        uint32_t bits = rice_code(z[2 * i], k, &code);
+        put(w, code, bits);
+        bits = rice_code(z[2 * i + 1], k, &code);
+        put(w, code, bits);
+    }
+}
+
+/* Writes a block's residuals z[0 ..< len] (len even or the last block) with parameter k: four
+ * codes per put where two neighbouring pairs fit in 56 bits together (most of them at 0.001 nm,
+ * about 40 bits), else pair by pair. A wide pair or an escape costs only its own puts. */
 static inline __attribute__((always_inline)) void put_block(bit_writer *w, const uint32_t *restrict z, size_t len, int k,
                                                             uint64_t *restrict pair, uint32_t *restrict pair_bits) {
     size_t pairs = len / 2;
-    if (!rice_pairs(z, pairs, k, pair, pair_bits)) {
-        for (size_t j = 0; j < len; j++) {
-            uint64_t code;
-            uint32_t bits = rice_code(z[j], k, &code);
-            put(w, code, bits);
+    rice_pairs(z, pairs, k, pair, pair_bits);
+    size_t i = 0;
+    for (; i + 1 < pairs; i += 2) {
+        uint32_t b0 = pair_bits[i], b1 = pair_bits[i + 1], b = b0 + b1;
+        if (b0 != 0 && b1 != 0 && b <= 56) {
+            put(w, pair[i] | pair[i + 1] << b0, b);
+        } else {
+            put_pair(w, z, i, k, pair, pair_bits);
+            put_pair(w, z, i + 1, k, pair, pair_bits);
         }
-        return;
     }
-    /* Four codes per put where every quad fits (about 40 bits at 0.001 nm), else two. */
-    size_t quads = pairs / 2;
-    uint32_t widest = 0;
-    for (size_t i = 0; i < quads; i++) {
-        uint32_t b = pair_bits[2 * i] + pair_bits[2 * i + 1];
-        widest = b > widest ? b : widest;
-    }
-    if (widest <= 56) {
-        for (size_t i = 0; i < quads; i++) {
-            put(w, pair[2 * i] | pair[2 * i + 1] << pair_bits[2 * i], pair_bits[2 * i] + pair_bits[2 * i + 1]);
-        }
-        if (pairs & 1) put(w, pair[pairs - 1], pair_bits[pairs - 1]);
-    } else {
-        for (size_t i = 0; i < pairs; i++) put(w, pair[i], pair_bits[i]);
-    }
+    if (i < pairs) put_pair(w, z, i, k, pair, pair_bits);
     if (len & 1) {
         uint64_t code;
         uint32_t bits = rice_code(z[len - 1], k, &code);
