@@ -150,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverCLITests",
-            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverServer", "QuiverWorkers"]
+            dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverServer", "QuiverWorkers", "QuiverZMQ"]
         ),
     ]
 )

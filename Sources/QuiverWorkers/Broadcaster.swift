@@ -63,9 +63,11 @@ public enum Broadcaster {
         var topologyPending = false
         status.state = .ready
 
-        // Frames are encoded straight from the ring slot into one reused buffer, then copied once
-        // into the message ZeroMQ sends (and keeps, shared, for late joiners).
-        let buffer = MessageBuffer()
+        // Frames are encoded straight from the ring slot into a pooled buffer that ZeroMQ then
+        // sends (and keeps, shared, for late joiners) without a copy; libzmq hands the buffer
+        // back when the last subscriber has it, so steady state allocates and faults in nothing.
+        let pool = MessageBufferPool()
+        var buffer = pool.take()
         let options = FrameEncoder.Options(all: o.codec)
         var latest: ZMQMessage?
         var latestIndex: UInt64?
@@ -112,7 +114,8 @@ public enum Broadcaster {
                     topologyPending = false
                     _ = try publisher.trySend(t)
                 }
-                let message = try ZMQMessage(copying: buffer.bytes)
+                let message = try pool.message(sending: buffer)
+                buffer = pool.take()
                 latest = try message.copy()
                 try send(message, on: publisher)
                 latestIndex = index
@@ -126,6 +129,42 @@ public enum Broadcaster {
             status.advance()
         }
         status.state = .exited
+    }
+
+    /// Output buffers for encoded frames, recycled: one is encoded into, sent as a ZeroMQ message
+    /// without copying, and comes back (from libzmq's I/O thread) once every subscriber queue
+    /// has let go of it. Up to `retained` idle buffers are kept; more are freed.
+    public final class MessageBufferPool: @unchecked Sendable {
+        private let lock = NSLock()
+        private var idle: [MessageBuffer] = []
+        public let retained: Int
+
+        public init(retained: Int = 4) { self.retained = retained }
+
+        /// An idle buffer, or a new one.
+        public func take() -> MessageBuffer {
+            lock.lock()
+            defer { lock.unlock() }
+            return idle.popLast() ?? MessageBuffer()
+        }
+
+        /// Buffers waiting to be reused.
+        public var idleCount: Int { lock.lock(); defer { lock.unlock() }; return idle.count }
+
+        /// The last message encoded into `buffer`, as a message that uses its bytes in place; the
+        /// buffer returns to the pool when libzmq releases the message. Do not touch `buffer`
+        /// after this call.
+        public func message(sending buffer: MessageBuffer) throws(ZMQError) -> ZMQMessage {
+            let bytes = buffer.bytes
+            nonisolated(unsafe) let owned = buffer
+            return try ZMQMessage(bytes: bytes.baseAddress!, count: bytes.count) { [self] in self.put(owned) }
+        }
+
+        private func put(_ buffer: MessageBuffer) {
+            lock.lock()
+            defer { lock.unlock() }
+            if idle.count < retained { idle.append(buffer) }
+        }
     }
 
     /// Queues `message` without blocking; a subscriber whose queue is full misses it.

@@ -49,6 +49,31 @@ public struct ZMQMessage: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// A part made of the `count` bytes at `bytes`, without copying them (`zmq_msg_init_data`).
+    /// The bytes must stay valid and unchanged until libzmq is done with them, which it says by
+    /// calling `release` once, on any thread (its I/O thread, or this one when the message is
+    /// closed unsent): after the last socket sent the part and the last `copy()` of it closed.
+    /// Use it to send a buffer that is reused afterwards (`release` hands it back to its pool).
+    /// - Throws: `ZMQError.outOfMemory` (then `release` has not been called and will not be).
+    public init(bytes: UnsafeRawPointer, count: Int, release: @escaping @Sendable () -> Void) throws(ZMQError) {
+        let pointer = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+        pointer.initialize(to: zmq_msg_t())
+        let hint = Unmanaged.passRetained(ReleaseAction(release)).toOpaque()
+        do throws(ZMQError) {
+            try zmqCall("zmq_msg_init_data") {
+                zmq_msg_init_data(pointer, UnsafeMutableRawPointer(mutating: bytes), count, { _, hint in
+                    guard let hint else { return }
+                    Unmanaged<ReleaseAction>.fromOpaque(hint).takeRetainedValue().run()
+                }, hint)
+            }
+        } catch {
+            Unmanaged<ReleaseAction>.fromOpaque(hint).release()
+            pointer.deallocate()
+            throw error
+        }
+        self.pointer = pointer
+    }
+
     deinit {
         zmq_msg_close(pointer)  // fails only for an invalid message, which this type never holds
         pointer.deallocate()
@@ -82,4 +107,10 @@ public struct ZMQMessage: ~Copyable, @unchecked Sendable {
         try zmqCall("zmq_msg_copy") { zmq_msg_copy(other.pointer, pointer) }
         return other
     }
+}
+
+/// The release of a `ZMQMessage(bytes:count:release:)`, kept alive by libzmq until it calls it.
+private final class ReleaseAction: Sendable {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }

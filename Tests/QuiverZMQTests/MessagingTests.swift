@@ -161,6 +161,45 @@ struct MessagingTests {
         }
     }
 
+    @Test("A message over caller-owned bytes: sent without copying, released once, after the last copy is sent")
+    func borrowedBytes() throws {
+        let releases = Counter()
+        let count = 200_000
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+        defer { storage.deallocate() }
+        for i in 0..<count { storage[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3) }
+
+        // Closed unsent: released at once, on this thread.
+        do { _ = try ZMQMessage(bytes: storage.baseAddress!, count: count) { releases.add() } }
+        #expect(releases.value == 1)
+
+        try withFixture { f in
+            let pull1 = try f.socket(.pull)
+            let pull2 = try f.socket(.pull)
+            let push1 = try f.socket(.push)
+            let push2 = try f.socket(.push)
+            try push1.connect(try pull1.bind(try f.ipc("b1")))
+            try push2.connect(try pull2.bind(try f.ipc("b2")))
+            let message = try ZMQMessage(bytes: storage.baseAddress!, count: count) { releases.add() }
+            let copy = try message.copy()
+            try push1.send(message)
+            #expect(releases.value == 1)  // the copy still holds the bytes
+            try push2.send(copy)
+            for pull in [pull1, pull2] {
+                var received = ZMQMessage()
+                #expect(try pull.receive(into: &received, timeout: .seconds(5)))
+                let same = received.withUnsafeBytes { $0.count == count && $0.elementsEqual(UnsafeRawBufferPointer(storage)) }
+                #expect(same)
+            }
+            // libzmq's I/O thread lets go once both are written out.
+            let deadline = Date().addingTimeInterval(5)
+            while releases.value < 2 && Date() < deadline { usleep(1000) }
+            #expect(releases.value == 2)
+        }
+        usleep(20_000)
+        #expect(releases.value == 2)  // never twice
+    }
+
     @Test("ZMQ_MAXMSGSIZE: the receiver drops a peer that sends an oversized message; it never arrives")
     func maxMessageSize() throws {
         try withFixture { f in
@@ -262,4 +301,12 @@ struct MessagingTests {
             #expect(try sub.tryReceiveMultipart() == nil)
         }
     }
+}
+
+/// A thread-safe counter (a release runs on libzmq's I/O thread).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
