@@ -126,3 +126,5 @@ int qv_os_tcp_listen(const char *host, int port, int *port_out) {
 
 #include <sys/eventfd.h>
 int qv_os_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int qv_os_format_fixed(char *buf, size_t size, double value, int digits) { return snprintf(buf, size, "%.*f", digits, value); }

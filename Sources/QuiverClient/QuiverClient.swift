@@ -51,6 +51,7 @@ public final class QuiverClient {
         topologySocket = try context.socket(.sub, options: ZMQDefaults.socketOptions)
         try topologySocket.subscribe(MessageKind.topology.subscriptionPrefix)
         try topologySocket.connect(endpoint)
+        pollItems = [.socket(frames), .socket(topologySocket)]
     }
 
     deinit {
@@ -94,6 +95,9 @@ public final class QuiverClient {
     /// The last message received, read in place (no copy of the frame's bytes).
     private var message = ZMQMessage()
 
+    /// What `nextMessage` waits on: frames, then topology.
+    private let pollItems: [ZMQPollItem]
+
     /// Like `nextFrame`, but decodes only the header and scalar fields (checksum verified): for
     /// following a stream cheaply (monitoring, delivery benchmarks). Returns the summary and when
     /// it arrived (seconds since the Unix epoch).
@@ -114,9 +118,11 @@ public final class QuiverClient {
     private func nextMessage(timeout: Double) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            drainTopology()
             let remaining = max(0, deadline.timeIntervalSinceNow)
-            let ready = try ZMQ.poll([.socket(frames), .socket(topologySocket)], timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
+            let ready = try ZMQ.poll(pollItems, timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
+            // The topology first: another system's is sent just before its first frame. zmq_poll
+            // reports what is already queued, so a quiet socket costs no receive call per frame.
+            if ready[1].contains(.readable) { drainTopology() }
             if ready[0].contains(.readable), try frames.tryReceive(into: &message) {
                 if topology == nil { try awaitTopology(timeout: topologyGrace) }
                 return true

@@ -1,3 +1,4 @@
+import CQuiverOS
 import ArgumentParser
 import Foundation
 import QuiverClient
@@ -37,10 +38,13 @@ struct Watch: ParsableCommand {
         } catch {
             throw ValidationError("cannot connect with \(connectionFile): \(error)")
         }
+        // The options are read once: ArgumentParser's property wrappers cost a lookup per read.
+        let limit = frames, format = format, noDecode = noDecode, timeout = timeout
         var count = 0
         var times: [Double] = []
         var printedTopology = false
-        while frames.map({ count < $0 }) ?? true {
+        var line = ""
+        while limit.map({ count < $0 }) ?? true {
             let index: UInt64, step: Int64, time: Double, atoms: Int, temperature: Double?, potential: Double?
             let receivedAt: Double, publishedAt: Double?
             if noDecode {
@@ -62,24 +66,45 @@ struct Watch: ParsableCommand {
             if times.count > 30 { times.removeFirst() }
             let rate = times.count > 1 ? Double(times.count - 1) / (times.last! - times.first!) : 0
             let latencyMs = publishedAt.map { (receivedAt - $0) * 1000 }
+            // One line per frame, written and flushed at once (a live tool, often piped): built
+            // by appending, without print's dynamic casts or intermediate arrays.
+            line.removeAll(keepingCapacity: true)
             switch format {
             case .json:
-                var fields = ["\"frame_index\":\(index)", "\"step\":\(step)", "\"time_ps\":\(time)", "\"atoms\":\(atoms)",
-                              "\"temperature\":\(temperature.map { "\($0)" } ?? "null")", "\"potential_energy\":\(potential.map { "\($0)" } ?? "null")",
-                              "\"frames_per_second\":\(fixed(rate, 3))"]
-                fields.append("\"latency_ms\":" + (latencyMs.map { fixed($0, 3) } ?? "null"))
-                fields.append("\"received_at\":" + fixed(receivedAt, 6))
-                print("{" + fields.joined(separator: ",") + "}")
+                line += "{\"frame_index\":"; line += String(index)
+                line += ",\"step\":"; line += String(step)
+                line += ",\"time_ps\":"; line += time.description
+                line += ",\"atoms\":"; line += String(atoms)
+                line += ",\"temperature\":"; line += temperature?.description ?? "null"
+                line += ",\"potential_energy\":"; line += potential?.description ?? "null"
+                line += ",\"frames_per_second\":"; line += fixed(rate, 3)
+                line += ",\"latency_ms\":"; line += latencyMs.map { fixed($0, 3) } ?? "null"
+                line += ",\"received_at\":"; line += fixed(receivedAt, 6)
+                line += "}\n"
             case .table:
                 if !printedTopology, let t = client.topology {
-                    print("topology: \(t.atomCount) atoms, types \(t.typeNames.joined(separator: ", "))")
+                    line += "topology: \(t.atomCount) atoms, types \(t.typeNames.joined(separator: ", "))\n"
                     printedTopology = true
                 }
-                print("frame \(index)  step \(step)  T \(fixed(temperature ?? .nan, 2)) K  \(atoms) atoms  "
-                      + "\(fixed(rate, 1)) frames/s  latency \(latencyMs.map { fixed($0, 2) + " ms" } ?? "?")")
+                line += "frame \(index)  step \(step)  T \(fixed(temperature ?? .nan, 2)) K  \(atoms) atoms  "
+                line += "\(fixed(rate, 1)) frames/s  latency \(latencyMs.map { fixed($0, 2) + " ms" } ?? "?")\n"
             }
-            fflush(nil)
+            // A reader that went away (`quiver watch | head`) ends the watch.
+            guard writeAll(STDOUT_FILENO, &line) else { return }
         }
+    }
+}
+
+/// Writes all of `text` to `fd` at once (no stdio buffer: each line shows up as it is made);
+/// false when the descriptor fails (a closed pipe, a full disk).
+func writeAll(_ fd: Int32, _ text: inout String) -> Bool {
+    text.withUTF8 { bytes in
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return false }
+        }
+        return true
     }
 }
 
@@ -87,7 +112,7 @@ struct Watch: ParsableCommand {
 /// costs several microseconds a call, which a line per frame pays several times.
 func fixed(_ value: Double, _ digits: Int32) -> String {
     withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
-        _ = withVaList([digits, value]) { vsnprintf(buffer.baseAddress!, 64, "%.*f", $0) }
+        _ = qv_os_format_fixed(buffer.baseAddress!, 64, value, digits)
         return String(cString: buffer.baseAddress!)
     }
 }

@@ -37,4 +37,8 @@ int qv_os_executable_path(char *buf, size_t size);
 #include "qv_signal.h"
 /* A non-blocking, close-on-exec eventfd (a counter one process writes and another polls). -1 on error. */
 int qv_os_eventfd(void);
+
+/* `value` with `digits` decimals ("%.*f") into `buf` (NUL-terminated, truncated to `size`);
+ * returns snprintf's result. A plain C call: Swift's CVarArg path allocates on every call. */
+int qv_os_format_fixed(char *buf, size_t size, double value, int digits);
 #endif
