@@ -76,8 +76,13 @@ public enum Broadcaster {
         // three times 100 ms apart (clients drop a repeated index).
         var lastSentNs: UInt64 = 0
         var resends = 0
+        // Frames are encoded only while someone subscribes to them: a run nobody watches (a batch
+        // job) costs the machine no encoding. A new subscriber gets the newest frame at once.
+        var topics = SubscriptionTopics()
+        let framePrefix = MessageKind.frame.subscriptionPrefix
         while qv_signal_stop_requested() == 0 {
-            // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe.
+            // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe, 0 = the last
+            // subscriber of a topic is gone.
             var greet = false
             var socketReadable: Bool
             if let fd = o.frameFD {
@@ -91,16 +96,19 @@ public enum Broadcaster {
             }
             if socketReadable {
                 while let message = try publisher.tryReceive() {
-                    if message.first == 1 { greet = true }
+                    if topics.apply(message) { greet = true }
                 }
             }
-            if greet {
-                // The topology of the frames sent so far, with the newest of them.
-                _ = try publisher.trySend(sentTopology)
-                if let copy = try latest?.copy() { try send(copy, on: publisher) }
-            }
             let published = segment.framesPublished
-            if published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
+            let wanted = topics.wants(framePrefix)
+            if greet {
+                // The topology of the frames sent so far, with the newest of them; a frame older
+                // than the newest (none was encoded while nobody watched) is not sent: the newest
+                // goes out just below.
+                _ = try publisher.trySend(sentTopology)
+                if latestIndex == published &- 1, let copy = try latest?.copy() { try send(copy, on: publisher) }
+            }
+            if wanted, published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
                let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
                    _ = try FrameEncoder.encode(wireFrame(frame), options: options, into: buffer)
                    return frame.scalars.index
@@ -121,7 +129,7 @@ public enum Broadcaster {
                 latestIndex = index
                 lastSentNs = Clock.monotonicNanoseconds
                 resends = 0
-            } else if resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
+            } else if wanted, resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
                 try send(copy, on: publisher)
                 lastSentNs = Clock.monotonicNanoseconds
                 resends += 1
