@@ -52,6 +52,10 @@ public enum Broadcaster {
         defer { context.close() }
         let publisher = try context.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + [.xpubVerbose(true)])
         defer { publisher.close() }
+        // Connections to the frame endpoints, counted from the socket's events (started before
+        // the binds, so none is missed).
+        let monitor = try publisher.monitor([.accepted, .disconnected])
+        defer { monitor.close() }
         if let fd = o.listenFD { try publisher.set(.useFileDescriptor(fd)) }
         _ = try publisher.bind(o.tcpEndpoint)
         if o.listenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
@@ -76,23 +80,34 @@ public enum Broadcaster {
         // three times 100 ms apart (clients drop a repeated index).
         var lastSentNs: UInt64 = 0
         var resends = 0
-        // Frames are encoded only while someone subscribes to them: a run nobody watches (a batch
-        // job) costs the machine no encoding. A new subscriber gets the newest frame at once.
+        // Frames are encoded only while a peer is connected or someone subscribes to them: a run
+        // nobody watches (a batch job) costs the machine no encoding, and a new subscriber gets the
+        // newest frame at once. Both are counted because neither alone can be trusted: libzmq
+        // passes up an unsubscription from a peer that never held the topic (a raw ZMTP peer can
+        // send one), and a missed connection event must not silence a subscriber.
         var topics = SubscriptionTopics()
+        var connections = 0
         let framePrefix = MessageKind.frame.subscriptionPrefix
         while qv_signal_stop_requested() == 0 {
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe, 0 = the last
             // subscriber of a topic is gone.
             var greet = false
-            var socketReadable: Bool
+            var socketReadable: Bool, monitorReadable: Bool
             if let fd = o.frameFD {
-                // Woken by a published frame or a subscription; at least 10 times a second for
-                // the progress counter and a stop request.
-                let ready = try ZMQ.poll([.socket(publisher), .fileDescriptor(fd)], timeout: .milliseconds(100))
-                socketReadable = ready[0].contains(.readable)
-                if ready[1].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
+                // Woken by a published frame, a subscription or a connection event; at least 10
+                // times a second for the progress counter and a stop request.
+                let ready = try ZMQ.poll([.socket(publisher), .socket(monitor.socket), .fileDescriptor(fd)], timeout: .milliseconds(100))
+                (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
+                if ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
             } else {
-                socketReadable = try publisher.poll(.readable, timeout: .milliseconds(1)).contains(.readable)
+                let ready = try ZMQ.poll([.socket(publisher), .socket(monitor.socket)], timeout: .milliseconds(1))
+                (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
+            }
+            if monitorReadable {
+                while let event = try monitor.next(timeout: .zero) {
+                    if event.kind == .accepted { connections += 1 }
+                    if event.kind == .disconnected { connections = max(0, connections - 1) }
+                }
             }
             if socketReadable {
                 while let message = try publisher.tryReceive() {
@@ -100,11 +115,16 @@ public enum Broadcaster {
                 }
             }
             let published = segment.framesPublished
-            let wanted = topics.wants(framePrefix)
+            let wanted = connections > 0 || topics.wants(framePrefix)
             if greet {
-                // The topology of the frames sent so far, with the newest of them; a frame older
-                // than the newest (none was encoded while nobody watched) is not sent: the newest
-                // goes out just below.
+                // The topology of the newest frame (the file may have been replaced while nobody
+                // was connected), with that frame; a frame older than the newest (none is encoded
+                // while nobody is connected) is not sent: the newest goes out just below.
+                if topology.refresh() { topologyPending = true }
+                if topologyPending, published > 0, published - 1 >= topology.firstFrame, let t = topology.encoded {
+                    sentTopology = t
+                    topologyPending = false
+                }
                 _ = try publisher.trySend(sentTopology)
                 if latestIndex == published &- 1, let copy = try latest?.copy() { try send(copy, on: publisher) }
             }

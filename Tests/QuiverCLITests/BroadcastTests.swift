@@ -3,6 +3,7 @@ import QuiverClient
 import QuiverSharedMemory
 import QuiverSupervisor
 import QuiverWire
+import QuiverZMQ
 import Testing
 
 @Suite("Frames to clients: broadcaster, heartbeat, client library", .serialized)
@@ -74,6 +75,28 @@ struct BroadcastTests {
             #expect(r.frame.index == 0)
             #expect(client.topology?.atomCount == 500, "\(transport): no topology")
         }
+        _ = try ControlClient.send("stop", runDirectory: server.directory.path)
+        #expect(server.waitForExit(within: 10))
+    }
+
+    @Test("a raw ZMTP peer that cancels the frame topic it never held, then leaves, does not stop frames to a client")
+    func strayCancel() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let info = try #require(server.connection)
+        let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
+        _ = try #require(try client.nextFrame(timeout: 5), "no first frame")
+        // libzmq's SUB never sends this, but XPUB passes such a cancel up although the client
+        // still holds the topic: a broadcaster that trusted it alone would stop encoding.
+        let endpoint = try #require(info.endpoints["frames"])
+        let port = try #require(endpoint.split(separator: ":").last.flatMap { UInt16($0) }, "no port in \(endpoint)")
+        try RawZMTPPeer.sendCancel(port: port, topic: MessageKind.frame.subscriptionPrefix)
+        usleep(300_000)
+        var received = 0
+        let deadline = Date().addingTimeInterval(2)
+        while received < 10 && Date() < deadline {
+            if try client.nextFrame(timeout: 0.5) != nil { received += 1 }
+        }
+        #expect(received >= 10, "frames stopped after a stray cancel: \(received) in 2 s")
         _ = try ControlClient.send("stop", runDirectory: server.directory.path)
         #expect(server.waitForExit(within: 10))
     }
@@ -159,5 +182,43 @@ struct BroadcastTests {
         #expect(server.waitForExit(within: 10))
         let bad = try QuiverProcess.run(["watch", "/nonexistent/connection.json", "--frames", "1"], timeout: 30)
         #expect(bad.status != 0 && bad.stderr.contains("/nonexistent/connection.json"))
+    }
+}
+
+/// A peer that speaks ZMTP 3.0 over a plain TCP socket (127.0.0.1), as a SUB, and sends what no
+/// libzmq SUB would: an unsubscription for a topic it never subscribed to.
+enum RawZMTPPeer {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    static func sendCancel(port: UInt16, topic: [UInt8]) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw Failure(description: "connect: errno \(errno)") }
+        // Greeting: signature, version 3.0, mechanism NULL, as-server 0, filler.
+        var greeting = [UInt8](repeating: 0, count: 64)
+        greeting[0] = 0xFF; greeting[9] = 0x7F; greeting[10] = 3
+        for (i, b) in "NULL".utf8.enumerated() { greeting[12 + i] = b }
+        try write(fd, greeting)
+        var peerGreeting = [UInt8](repeating: 0, count: 64)
+        guard read(fd, &peerGreeting, 64) > 0, peerGreeting[0] == 0xFF else { throw Failure(description: "no ZMTP greeting from the server") }
+        // READY with Socket-Type SUB (a short command), then the cancel as one short message.
+        var body: [UInt8] = [5] + Array("READY".utf8) + [11] + Array("Socket-Type".utf8) + [0, 0, 0, 3] + Array("SUB".utf8)
+        try write(fd, [0x04, UInt8(body.count)] + body)
+        body = [0] + topic
+        try write(fd, [0x00, UInt8(body.count)] + body)
+        usleep(200_000)  // let the broadcaster read it before the peer goes
+    }
+
+    private static func write(_ fd: Int32, _ bytes: [UInt8]) throws {
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else { throw Failure(description: "write: \(n) of \(bytes.count) bytes, errno \(errno)") }
     }
 }

@@ -347,6 +347,30 @@ struct SessionTests {
         expectNothingLeft(directory: directory, segment: segment, pids: [before["broadcaster"], before["heartbeat"], before["control"]].compactMap { $0 })
     }
 
+    @Test("show while no client is connected: one that joins later is told only the new system's topology, with its frames")
+    func showUnwatched() throws {
+        let session = try Session(try Drifters(atoms: 30), options: sessionOptions(capacity: 600))
+        let directory = session.runDirectory, segment = session.connection.segment
+        let before = try workerPIDs(session)
+        let ring = try SharedSegment.open(name: segment)
+        try session.run(until: { ring.framesPublished >= 5 })
+        // Nobody is connected: the broadcaster encodes nothing and has not looked at the topology.
+        try session.show(try BuiltinSystems.argonLiquid(cells: 5, seed: 7).makeSimulation(options: SimulationOptions(threads: 1)))
+        let shownAt = ring.framesPublished
+        try session.run(until: { ring.framesPublished >= shownAt + 5 })
+        let collector = FrameCollector(connectionFile: session.connectionFile)
+        let deadline = Date().addingTimeInterval(10)
+        try session.run(until: { collector.frames.count >= 3 || Date() > deadline })
+        collector.stop()
+        #expect(collector.error == nil, "\(collector.error ?? "")")
+        let frames = collector.frames
+        #expect(frames.count >= 3 && frames.allSatisfy { $0.atomCount == 500 }, "\(frames.map(\.atomCount))")
+        #expect(collector.topologyCounts.allSatisfy { $0 == 500 })
+        #expect(collector.topologies.map(\.atomCount) == [500], "the late joiner was first told the old system's topology")
+        session.close()
+        expectNothingLeft(directory: directory, segment: segment, pids: [before["broadcaster"], before["heartbeat"], before["control"]].compactMap { $0 })
+    }
+
     @Test("health: a killed worker is restarted and the run goes on; one that keeps dying makes run throw, naming it; close cleans up")
     func health() throws {
         let session = try Session(Orbits(atoms: 20), options: sessionOptions())
