@@ -38,6 +38,8 @@ struct Watch: ParsableCommand {
         } catch {
             throw ValidationError("cannot connect with \(connectionFile): \(error)")
         }
+        // A closed pipe is seen as EPIPE from write (below), not as a fatal signal.
+        signal(SIGPIPE, SIG_IGN)
         // The options are read once: ArgumentParser's property wrappers cost a lookup per read.
         let limit = frames, format = format, noDecode = noDecode, timeout = timeout
         var count = 0
@@ -89,22 +91,32 @@ struct Watch: ParsableCommand {
                 line += "frame \(index)  step \(step)  T \(fixed(temperature ?? .nan, 2)) K  \(atoms) atoms  "
                 line += "\(fixed(rate, 1)) frames/s  latency \(latencyMs.map { fixed($0, 2) + " ms" } ?? "?")\n"
             }
-            // A reader that went away (`quiver watch | head`) ends the watch.
-            guard writeAll(STDOUT_FILENO, &line) else { return }
+            // A reader that went away (`quiver watch | head`) ends the watch quietly; any other
+            // failure to write (a full disk) is an error.
+            if let failure = writeAll(STDOUT_FILENO, &line) {
+                if failure == EPIPE { return }
+                throw ValidationError("cannot write the output: \(String(cString: strerror(failure)))")
+            }
         }
     }
 }
 
 /// Writes all of `text` to `fd` at once (no stdio buffer: each line shows up as it is made);
-/// false when the descriptor fails (a closed pipe, a full disk).
-func writeAll(_ fd: Int32, _ text: inout String) -> Bool {
+/// nil, or the errno that stopped it (EPIPE: the reader closed the pipe; ENOSPC: a full disk).
+func writeAll(_ fd: Int32, _ text: inout String) -> Int32? {
     text.withUTF8 { bytes in
         var done = 0
         while done < bytes.count {
             let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return false }
+            if n > 0 {
+                done += n
+            } else if n < 0 && (errno == EINTR || errno == EAGAIN) {
+                if errno == EAGAIN { usleep(1000) }  // a non-blocking stdout that is full
+            } else {
+                return n < 0 ? errno : EIO
+            }
         }
-        return true
+        return nil
     }
 }
 
