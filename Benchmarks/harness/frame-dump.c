@@ -20,11 +20,10 @@ int main(int argc, char **argv) {
     qv_shm_read_header(base, &h);
     if (h.frames_published == 0) { fprintf(stderr, "no frame published yet\n"); return 1; }
     uint32_t n = h.atom_capacity;
-    float *a[3];
-    for (int i = 0; i < 3; i++) a[i] = malloc((size_t)n * 4u);
+    float *a[9]; /* room for every array a frame may hold (positions, velocities, forces) */
+    for (int i = 0; i < 9; i++) a[i] = malloc((size_t)n * 4u);
     qv_shm_frame_info meta;
-    qv_shm_user_forces_out user = {0};
-    int rc = qv_shm_read_frame(base, h.frames_published - 1, &meta, a, n, &user, qv_shm_pid_alive);
+    int rc = qv_shm_read_frame(base, h.frames_published - 1, &meta, a, n, NULL, qv_shm_pid_alive);
     if (rc != QV_SHM_READ_OK) { fprintf(stderr, "frame read failed: %d\n", rc); return 1; }
     FILE *f = fopen(argv[2], "wb");
     if (!f) { perror(argv[2]); return 1; }
