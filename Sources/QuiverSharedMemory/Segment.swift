@@ -657,23 +657,11 @@ public final class SharedSegment: @unchecked Sendable {
     /// The scalars (index, step, time, box, energies) of the newest published frame, without
     /// copying its arrays; nil when nothing is published or the writer keeps it busy.
     public func latestFrameScalars(attempts: Int = 1000) -> FrameScalars? {
-        for _ in 0..<attempts {
-            let published = framesPublished
-            guard published > 0 else { return nil }
+        latest(attempts: attempts) { index in
             var info = qv_shm_frame_info()
-            switch qv_shm_read_frame_info(base, published - 1, &info, qv_shm_pid_alive) {
-            case Int32(QV_SHM_READ_OK):
-                return FrameScalars(info)
-            case Int32(QV_SHM_READ_ABANDONED):
-                guard published > 1 else { return nil }
-                var older = qv_shm_frame_info()
-                guard qv_shm_read_frame_info(base, published - 2, &older, qv_shm_pid_alive) == Int32(QV_SHM_READ_OK) else { return nil }
-                return FrameScalars(older)
-            default:
-                continue
-            }
+            if let failure = FrameReadFailure(status: qv_shm_read_frame_info(base, index, &info, qv_shm_pid_alive)) { return .failure(failure) }
+            return .success(FrameScalars(info))
         }
-        return nil
     }
 
     // MARK: snapshots

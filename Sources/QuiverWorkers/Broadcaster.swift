@@ -65,6 +65,15 @@ public enum Broadcaster {
         // A replaced topology file names the first frame it describes: it goes out just before
         // that frame, never before an older one.
         var topologyPending = false
+        /// Takes up a replaced topology file once `newest` (the frame about to go out) is one it
+        /// describes; true when `sentTopology` changed.
+        func adoptTopology(forFrame newest: UInt64?) -> Bool {
+            if topology.refresh() { topologyPending = true }
+            guard topologyPending, let newest, newest >= topology.firstFrame, let t = topology.encoded else { return false }
+            sentTopology = t
+            topologyPending = false
+            return true
+        }
         status.state = .ready
 
         // Frames are encoded straight from the ring slot into a pooled buffer that ZeroMQ then
@@ -88,21 +97,19 @@ public enum Broadcaster {
         var topics = SubscriptionTopics()
         var connections = 0
         let framePrefix = MessageKind.frame.subscriptionPrefix
+        // Woken by a subscription, a connection event or (with the eventfd) a published frame; at
+        // least 10 times a second for the progress counter and a stop request. Without the
+        // eventfd the ring is polled every millisecond.
+        var pollItems: [ZMQPollItem] = [.socket(publisher), .socket(monitor.socket)]
+        if let fd = o.frameFD { pollItems.append(.fileDescriptor(fd)) }
+        let pollTimeout: ZMQTimeout = o.frameFD != nil ? .milliseconds(100) : .milliseconds(1)
         while qv_signal_stop_requested() == 0 {
+            let ready = try ZMQ.poll(pollItems, timeout: pollTimeout)
+            if let fd = o.frameFD, ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe, 0 = the last
             // subscriber of a topic is gone.
             var greet = false
-            var socketReadable: Bool, monitorReadable: Bool
-            if let fd = o.frameFD {
-                // Woken by a published frame, a subscription or a connection event; at least 10
-                // times a second for the progress counter and a stop request.
-                let ready = try ZMQ.poll([.socket(publisher), .socket(monitor.socket), .fileDescriptor(fd)], timeout: .milliseconds(100))
-                (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
-                if ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
-            } else {
-                let ready = try ZMQ.poll([.socket(publisher), .socket(monitor.socket)], timeout: .milliseconds(1))
-                (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
-            }
+            let (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
             if monitorReadable {
                 while let event = try monitor.next(timeout: .zero) {
                     if event.kind == .accepted { connections += 1 }
@@ -120,11 +127,7 @@ public enum Broadcaster {
                 // The topology of the newest frame (the file may have been replaced while nobody
                 // was connected), with that frame; a frame older than the newest (none is encoded
                 // while nobody is connected) is not sent: the newest goes out just below.
-                if topology.refresh() { topologyPending = true }
-                if topologyPending, published > 0, published - 1 >= topology.firstFrame, let t = topology.encoded {
-                    sentTopology = t
-                    topologyPending = false
-                }
+                _ = adoptTopology(forFrame: published > 0 ? published - 1 : nil)
                 _ = try publisher.trySend(sentTopology)
                 if latestIndex == published &- 1, let copy = try latest?.copy() { try send(copy, on: publisher) }
             }
@@ -136,12 +139,7 @@ public enum Broadcaster {
                 // The owner of the dynamics replaces the topology before it publishes the first
                 // frame of another system: one stat per frame catches it, and it is sent just
                 // before that frame.
-                if topology.refresh() { topologyPending = true }
-                if topologyPending, index >= topology.firstFrame, let t = topology.encoded {
-                    sentTopology = t
-                    topologyPending = false
-                    _ = try publisher.trySend(t)
-                }
+                if adoptTopology(forFrame: index) { _ = try publisher.trySend(sentTopology) }
                 let message = try pool.message(sending: buffer)
                 buffer = pool.take()
                 latest = try message.copy()
