@@ -68,10 +68,11 @@ let package = Package(
             name: "QuiverSupervisor",
             dependencies: ["CQuiverOS", "QuiverSharedMemory", "QuiverWire"]
         ),
-        // The worker processes: the engine (dynamics into shared memory).
+        // The worker processes, one type per role (`Worker`, `WorkerRoles`): the engine, the
+        // broadcaster, the heartbeat, the control worker.
         .target(
             name: "QuiverWorkers",
-            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
+            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
         ),
         // The run configuration: defaults, a TOML file, flags; validated in one place.
         .target(
@@ -114,7 +115,7 @@ let package = Package(
         // The server's resources (run directory, segment, sockets) and the embedding `Session`.
         .target(
             name: "QuiverServer",
-            dependencies: ["CQuiverOS", "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWire", "QuiverWorkers", "QuiverZMQ"]
+            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWire", "QuiverWorkers", "QuiverZMQ"]
         ),
         // The one executable, with subcommands.
         .executableTarget(

@@ -11,7 +11,7 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
 /// Everything `quiver run` can be told, with its defaults. Sources, lowest first: these defaults,
 /// a TOML file (`load`), command-line flags (set the properties). `validate()` checks every value
 /// in one place. Documented field by field in docs/configuration.md.
-public struct RunConfiguration: Sendable, Equatable {
+public struct RunConfiguration: Codable, Sendable, Equatable {
     // [system]
     /// Built-in system: "argon" (liquid argon, Langevin) or "lj" (LAMMPS in.lj, NVE).
     public var system = "argon"
@@ -63,12 +63,6 @@ public struct RunConfiguration: Sendable, Equatable {
     public var pluginOptions = ""
 
     public init() {}
-
-    /// The engine worker's flags for the plugin.
-    public var pluginArguments: [String] {
-        guard let plugin else { return [] }
-        return ["--plugin", plugin, "--plugin-options", pluginOptions]
-    }
 
     static let systems = ["argon", "lj"]
     static let kernels = ["auto", "scalar", "avx2"]

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverConfig
 import QuiverSharedMemory
 import QuiverSupervisor
 import QuiverWire
@@ -10,96 +11,61 @@ import QuiverZMQ
 import Glibc
 #endif
 
-/// Where a server listens and how its workers behave: the part `quiver run` and an embedding
-/// `Session` share (docs/configuration.md names the same settings).
-public struct ServerSettings: Sendable {
-    /// Address of every TCP socket (loopback by default).
-    public var address = "127.0.0.1"
-    /// TCP ports of the frame and command sockets; 0: any free port (written to connection.json).
-    public var port = 0
-    public var controlPort = 0
-    /// Frame codec for clients: "raw", "lossless" or "quantized", and the quantisation step (nm).
-    public var codec = "quantized"
-    public var precision = 0.001
-    /// Seconds a worker may go without progress before it is restarted; nil: no watchdog.
-    public var watchdog: Double? = 30
-    /// Seconds a worker gets after SIGTERM before SIGKILL.
-    public var grace = 5.0
-    /// Seconds without a request after which a control client has left.
-    public var sessionLease = 10.0
-
-    public init() {}
-}
-
 /// The resources of one run: the locked run directory, the shared-memory segment, the public
-/// listening sockets (bound here and handed to the workers, so a restarted worker keeps its port),
-/// the engine <-> control eventfds and the connection file. `close` releases all of them and
-/// removes every file they made.
+/// listening sockets the worker roles declare (bound here and handed to the workers by name, so a
+/// restarted worker keeps its port), the eventfds the roles share and the connection file.
+/// `close` releases all of them and removes every file they made.
 public final class ServerResources {
     public let directory: RunDirectory
     public let segment: SharedSegment
-    public let settings: ServerSettings
-    public let frames: Listener
-    public let heartbeat: Listener
-    public let control: Listener
-    public let state: Listener
-    public let framesIPC: String
-    public let heartbeatIPC: String
-    public let controlIPC: String
-    public let stateIPC: String
-    /// eventfds: "commands posted" (control -> engine), "commands done" (engine -> control) and
-    /// "frame published" (engine -> broadcaster).
-    public let posted: Int32
-    public let done: Int32
-    public let published: Int32
+    public let configuration: RunConfiguration
+    /// The listening sockets, by name, and their `ipc://` twins in the run directory.
+    public let listeners: [ListenerName: Listener]
+    public let ipcEndpoints: [ListenerName: String]
+    /// The eventfds the roles share, by name.
+    public let events: [EventName: Int32]
     public let connection: ConnectionInfo
     private var closed = false
 
-    static let ipcNames = ["frames", "heartbeat", "control", "state"]
-
     /// Takes the run directory (throws `SupervisorError.runDirectoryInUse` when a live server
     /// holds it), removes stale segments of dead runs, creates the segment with room for
-    /// `atomCapacity` atoms, binds the sockets and writes the connection file.
-    public init(runDirectory: String, segmentName: String, atomCapacity: Int, settings: ServerSettings) throws {
+    /// `atomCapacity` atoms, binds the sockets every role in `WorkerRoles.all` declares, makes
+    /// their eventfds and writes the connection file.
+    public init(runDirectory: String, segmentName: String, atomCapacity: Int, configuration: RunConfiguration) throws {
         SharedSegment.removeStale(prefix: "quiver-run-")
-        self.settings = settings
+        self.configuration = configuration
         let directory = try RunDirectory.acquire(runDirectory)
         var undo: [() -> Void] = [{ directory.release() }]
         do {
             let segment = try SharedSegment.create(name: segmentName, layout: SegmentLayout(atomCapacity: atomCapacity))
             undo.append { try? segment.unlink() }
-            var listeners: [Listener] = []
-            for port in [settings.port, 0, settings.controlPort, 0] {
-                let l = try Listener(host: settings.address, port: port)
-                listeners.append(l)
+            var listeners: [ListenerName: Listener] = [:]
+            var ipc: [ListenerName: String] = [:]
+            var endpoints = ["control-socket": directory.controlSocketPath]
+            for declared in WorkerRoles.listeners(configuration) {
+                let l = try Listener(host: configuration.address, port: declared.port)
                 undo.append { l.close() }
+                listeners[declared.name] = l
+                ipc[declared.name] = try ZMQDefaults.ipcEndpoint(path: directory.path + "/\(declared.name).ipc")
+                endpoints[declared.name.rawValue] = l.endpoint
+                endpoints["\(declared.name)-ipc"] = ipc[declared.name]
             }
-            let framesIPC = try ZMQDefaults.ipcEndpoint(.frames, in: directory.path)
-            let heartbeatIPC = try ZMQDefaults.ipcEndpoint(.heartbeat, in: directory.path)
-            let controlIPC = try ZMQDefaults.ipcEndpoint(path: directory.path + "/control.ipc")
-            let stateIPC = try ZMQDefaults.ipcEndpoint(path: directory.path + "/state.ipc")
-            let events = (0..<3).map { _ in qv_os_eventfd() }
-            guard events.allSatisfy({ $0 >= 0 }) else {
-                let e = errno
-                for fd in events where fd >= 0 { Glibc.close(fd) }
-                throw SupervisorError.system(operation: "eventfd", path: "", errno: e)
+            var events: [EventName: Int32] = [:]
+            for name in WorkerRoles.events {
+                let fd = qv_os_eventfd()
+                guard fd >= 0 else { throw SupervisorError.system(operation: "eventfd", path: name.rawValue, errno: errno) }
+                undo.append { Glibc.close(fd) }
+                events[name] = fd
             }
-            let (posted, done, published) = (events[0], events[1], events[2])
-            undo.append { for fd in events { Glibc.close(fd) } }
             let connection = ConnectionInfo(
                 protocolVersion: Int(WireFormat.version), runDirectory: directory.path, supervisorPID: getpid(),
-                endpoints: ["control-socket": directory.controlSocketPath,
-                            "frames": listeners[0].endpoint, "frames-ipc": framesIPC,
-                            "heartbeat": listeners[1].endpoint, "heartbeat-ipc": heartbeatIPC,
-                            "control": listeners[2].endpoint, "control-ipc": controlIPC,
-                            "state": listeners[3].endpoint, "state-ipc": stateIPC],
-                segment: segmentName, key: ConnectionInfo.randomKey())
+                endpoints: endpoints, segment: segmentName, key: ConnectionInfo.randomKey())
             try directory.writeConnectionFile(connection)
             self.directory = directory
             self.segment = segment
-            (frames, heartbeat, control, state) = (listeners[0], listeners[1], listeners[2], listeners[3])
-            (self.framesIPC, self.heartbeatIPC, self.controlIPC, self.stateIPC) = (framesIPC, heartbeatIPC, controlIPC, stateIPC)
-            (self.posted, self.done, self.published) = (posted, done, published)
+            self.listeners = listeners
+            ipcEndpoints = ipc
+            self.events = events
             self.connection = connection
         } catch {
             for u in undo.reversed() { u() }
@@ -107,38 +73,42 @@ public final class ServerResources {
         }
     }
 
-    /// The broadcaster, heartbeat and control workers (status entries `firstIndex`...), started
-    /// as `executable worker --role ...`. `common` is appended to every worker's arguments.
-    public func serviceWorkers(firstIndex: Int, common: [String] = []) -> [WorkerSpec] {
-        let s = settings
-        func arguments(_ role: String, _ index: Int, _ extra: [String]) -> [String] {
-            workerArguments(role: role, index: index) + extra + common
-        }
-        return [
-            WorkerSpec(role: "broadcaster",
-                       arguments: arguments("broadcaster", firstIndex, ["--tcp-endpoint", frames.endpoint, "--listen-fd", "3", "--ipc-endpoint", framesIPC,
-                                                                        "--codec", s.codec, "--precision", "\(s.precision)",
-                                                                        "--topology-file", directory.topologyFilePath, "--frame-fd", "4"]),
-                       watchdog: s.watchdog, passedDescriptors: [frames.fd, published]),
-            WorkerSpec(role: "heartbeat",
-                       arguments: arguments("heartbeat", firstIndex + 1, ["--tcp-endpoint", heartbeat.endpoint, "--listen-fd", "3", "--ipc-endpoint", heartbeatIPC]),
-                       watchdog: s.watchdog, passedDescriptors: [heartbeat.fd]),
-            // The control worker reads the signing key from the connection file (mode 0600), never
-            // from its arguments, which every user can read in /proc.
-            WorkerSpec(role: "control",
-                       arguments: arguments("control", firstIndex + 2, ["--tcp-endpoint", control.endpoint, "--listen-fd", "3", "--ipc-endpoint", controlIPC,
-                                                                        "--state-tcp-endpoint", state.endpoint, "--state-listen-fd", "4", "--state-ipc-endpoint", stateIPC,
-                                                                        "--connection-file", directory.connectionFilePath,
-                                                                        "--topology-file", directory.topologyFilePath,
-                                                                        "--posted-fd", "5", "--done-fd", "6", "--session-lease", "\(s.sessionLease)"]),
-                       watchdog: s.watchdog, passedDescriptors: [control.fd, state.fd, posted, done]),
-        ]
+    /// The TCP port of listener `name` (0 when no role declares it).
+    public func port(_ name: ListenerName) -> Int { listeners[name]?.port ?? 0 }
+
+    /// The names of every file a run makes in its run directory besides the lock: the connection
+    /// and topology files (and their temporaries), the control socket and each listener's ipc socket.
+    public static func runFileNames(_ configuration: RunConfiguration) -> Set<String> {
+        Set(["connection.json", "connection.json.tmp", "control.sock", "topology.bin", "topology.bin.tmp"]
+            + WorkerRoles.listeners(configuration).map { "\($0.name).ipc" })
     }
 
-    /// `worker --role ROLE --segment ... --index INDEX --supervisor-pid ...`: how every worker of
-    /// this run is started (status-table entry `index`).
-    public func workerArguments(role: String, index: Int) -> [String] {
-        ["worker", "--role", role, "--segment", segment.name, "--index", "\(index)", "--supervisor-pid", "\(getpid())"]
+    /// How the supervisor starts `roles` (status-table entries `firstIndex`...): `quiver worker ROLE
+    /// LAUNCH`, each handed the listeners and eventfds its role declares, by name.
+    public func workerSpecs(_ roles: [any Worker.Type], firstIndex: Int) throws -> [WorkerSpec] {
+        try roles.enumerated().map { try workerSpec($0.element, index: firstIndex + $0.offset) }
+    }
+
+    /// The one place descriptors are handed over: the k-th passed descriptor becomes 3 + k in the
+    /// worker, and the launch names each by that number.
+    func workerSpec(_ role: any Worker.Type, index: Int) throws -> WorkerSpec {
+        var passed: [Int32] = []
+        var handed: [ListenerName: HandedListener] = [:]
+        for declared in role.listeners(configuration) {
+            guard let l = listeners[declared.name], let ipc = ipcEndpoints[declared.name] else { continue }
+            handed[declared.name] = HandedListener(fd: 3 + Int32(passed.count), tcpEndpoint: l.endpoint, ipcEndpoint: ipc)
+            passed.append(l.fd)
+        }
+        var handedEvents: [EventName: Int32] = [:]
+        for name in role.events {
+            guard let fd = events[name] else { continue }
+            handedEvents[name] = 3 + Int32(passed.count)
+            passed.append(fd)
+        }
+        let launch = WorkerLaunch(role: role.role, segment: segment.name, index: index, supervisorPID: getpid(),
+                                  runDirectory: directory.path, listeners: handed, events: handedEvents, configuration: configuration)
+        return WorkerSpec(role: role.role, arguments: ["worker", role.role, try launch.encoded()], watchdog: configuration.watchdog,
+                          exitEndsRun: role.exitEndsRun, passedDescriptors: passed)
     }
 
     /// Closes the sockets and eventfds, removes the ipc socket files, the segment, the connection
@@ -146,9 +116,9 @@ public final class ServerResources {
     public func close() {
         guard !closed else { return }
         closed = true
-        frames.close(); heartbeat.close(); control.close(); state.close()
-        Glibc.close(posted); Glibc.close(done); Glibc.close(published)
-        for name in Self.ipcNames { unlink(directory.path + "/\(name).ipc") }
+        for l in listeners.values { l.close() }
+        for fd in events.values { Glibc.close(fd) }
+        for name in listeners.keys { unlink(directory.path + "/\(name).ipc") }
         unlink(directory.topologyFilePath + ".tmp")
         try? segment.unlink()
         directory.release()

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+@_exported import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
 import QuiverSupervisor
@@ -15,10 +16,15 @@ public struct SessionOptions: Sendable {
     /// The run directory (lock, connection.json, sockets). nil: a new private directory under
     /// $TMPDIR (or /tmp), removed by `close`.
     public var runDirectory: String?
-    /// Addresses, ports, codec, watchdog, grace and session lease (the same as `quiver run`'s).
-    public var server = ServerSettings()
-    /// Steps between frames (clients may change it with `set frame_interval`).
-    public var frameInterval = 10
+    /// The run configuration the workers get as it is (the same as `quiver run`'s,
+    /// docs/configuration.md): a session uses its [server], [frames] and [control] settings and
+    /// the frame interval; the host's dynamics takes the place of [system].
+    public var server = RunConfiguration()
+    /// Steps between frames (clients may change it with `set frame_interval`): `server.frameInterval`.
+    public var frameInterval: Int {
+        get { server.frameInterval }
+        set { server.frameInterval = newValue }
+    }
     /// Atoms the shared memory has room for, so `show` can switch to a larger system; nil: the
     /// first dynamics' atom count.
     public var atomCapacity: Int?
@@ -98,9 +104,9 @@ public final class Session {
     public var connectionFile: String { resources.directory.connectionFilePath }
     public var runDirectory: String { resources.directory.path }
     /// TCP port of the frame socket.
-    public var port: Int { resources.frames.port }
+    public var port: Int { resources.port(.frames) }
     /// TCP port of the command socket.
-    public var controlPort: Int { resources.control.port }
+    public var controlPort: Int { resources.port(.control) }
     /// The dynamics shown now.
     public private(set) var dynamics: any Dynamics
     /// Whether a client paused the run (`run` then waits for commands instead of stepping).
@@ -150,7 +156,7 @@ public final class Session {
         }
         let segmentName = "quiver-run-s\(Self.counter.next())-\(getpid())"
         do {
-            resources = try ServerResources(runDirectory: directory, segmentName: segmentName, atomCapacity: capacity, settings: options.server)
+            resources = try ServerResources(runDirectory: directory, segmentName: segmentName, atomCapacity: capacity, configuration: options.server)
         } catch {
             if ownsDirectory { unlink(directory + "/lock"); rmdir(directory) }
             throw error
@@ -162,13 +168,18 @@ public final class Session {
         status.setIdentity(role: UInt32(Self.engineIndex), name: "engine")
         status.pid = getpid()
         control = EngineControl(dynamics: dynamics, segment: segment, frameInterval: options.frameInterval, initial: dynamics.saveState(),
-                                postedFD: resources.posted, doneFD: resources.done)
+                                postedFD: resources.events[.commandsPosted], doneFD: resources.events[.commandsDone])
         loop = EngineLoop(dynamics: dynamics, segment: segment, control: control, status: status, reporter: nil, snapshotInterval: nil)
-        loop.frameFD = resources.published
+        loop.frameFD = resources.events[.framePublished]
         let log = options.log ?? { line in FileHandle.standardError.write(Data("quiver session: \(line)\n".utf8)) }
         control.log = log
         self.log = log
-        let services = resources.serviceWorkers(firstIndex: Self.engineIndex + 1)
+        let services: [WorkerSpec]
+        do { services = try resources.workerSpecs(WorkerRoles.services, firstIndex: Self.engineIndex + 1) } catch {
+            resources.close()
+            if ownsDirectory { unlink(directory + "/lock"); rmdir(directory) }
+            throw error
+        }
         workerRoles = services.map(\.role)
         let supervisor = Supervisor(runDirectory: resources.directory, segment: segment, executable: executable,
                                     workers: services,
@@ -253,14 +264,14 @@ public final class Session {
         // broadcaster sends it just before that frame.
         try TopologyFile.write(TopologyFile.topology(of: next), firstFrame: segment.framesPublished, to: resources.directory.topologyFilePath)
         let nextControl = EngineControl(dynamics: next, segment: segment, frameInterval: control.frameInterval, initial: next.saveState(),
-                                        postedFD: resources.posted, doneFD: resources.done)
+                                        postedFD: resources.events[.commandsPosted], doneFD: resources.events[.commandsDone])
         nextControl.log = log
         nextControl.carrySettings(from: control)
         control = nextControl
         dynamics = next
         loop = EngineLoop(dynamics: next, segment: segment, control: nextControl, status: segment.worker(Self.engineIndex), reporter: nil,
                           snapshotInterval: nil, publishedStep: -1)
-        loop.frameFD = resources.published
+        loop.frameFD = resources.events[.framePublished]
         try loop.publishFrame()
     }
 
@@ -325,8 +336,7 @@ public final class Session {
     /// directory holding anything else stays.
     static func removeStaleDirectories(in base: String) {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
-        let known: Set<String> = ["lock", "connection.json", "connection.json.tmp", "control.sock", "topology.bin", "topology.bin.tmp",
-                                  "frames.ipc", "heartbeat.ipc", "control.ipc", "state.ipc"]
+        let known = ServerResources.runFileNames(RunConfiguration()).union(["lock"])
         for name in entries where name.hasPrefix("quiver-session-") {
             let path = base + "/" + name
             let fd = open(path + "/lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)

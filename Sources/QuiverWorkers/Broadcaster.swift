@@ -1,38 +1,9 @@
 import CQuiverOS
 import Foundation
+import QuiverConfig
 import QuiverSharedMemory
 import QuiverWire
 import QuiverZMQ
-
-/// Settings of the broadcaster worker.
-public struct BroadcasterOptions: Sendable {
-    public var segment: String
-    public var index: Int
-    /// The TCP endpoint clients use (the supervisor's listening socket, passed as `listenFD`).
-    public var tcpEndpoint: String
-    /// The descriptor of that listening socket in this process (3 when passed first), or nil to bind anew.
-    public var listenFD: Int32?
-    /// The ipc endpoint for local subscribers (other workers, local clients).
-    public var ipcEndpoint: String
-    public var codec: Codec
-    /// The run's topology file (`TopologyFile`), followed while the run lives.
-    public var topologyFile: String
-    /// An eventfd the engine writes after every frame it publishes: the broadcaster sleeps on it
-    /// (and on its socket) instead of polling the ring every millisecond. nil: poll.
-    public var frameFD: Int32?
-
-    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String, codec: Codec, topologyFile: String,
-                frameFD: Int32? = nil) {
-        self.segment = segment
-        self.index = index
-        self.tcpEndpoint = tcpEndpoint
-        self.listenFD = listenFD
-        self.ipcEndpoint = ipcEndpoint
-        self.codec = codec
-        self.topologyFile = topologyFile
-        self.frameFD = frameFD
-    }
-}
 
 /// The broadcaster process: reads the newest frame from the shared-memory ring, encodes it once
 /// (docs/protocol.md) and publishes it as one message on an XPUB socket bound to TCP and ipc.
@@ -42,26 +13,39 @@ public struct BroadcasterOptions: Sendable {
 /// has both at once. The topology comes from the run's topology file; when it is replaced (an
 /// embedding session shows another dynamics) every subscriber gets the new one before the next
 /// frame.
-public enum Broadcaster {
+public struct Broadcaster: Worker {
+    public static let role = "broadcaster"
+    public static func listeners(_ c: RunConfiguration) -> [ListenerDeclaration] { [ListenerDeclaration(.frames, port: c.port)] }
+    public static let events: [EventName] = [.framePublished]
+
+    let context: WorkerContext
+    let listener: HandedListener
+    let codec: Codec
+    /// An eventfd the engine writes after every frame it publishes: the broadcaster sleeps on it
+    /// (and on its socket) instead of polling the ring every millisecond. nil: poll.
+    let frameFD: Int32?
+
+    public init(context: WorkerContext) throws {
+        self.context = context
+        listener = try context.listener(.frames)
+        codec = context.configuration.wireCodec
+        frameFD = context.event(.framePublished)
+    }
+
     /// Runs until SIGTERM/SIGINT.
-    public static func run(_ o: BroadcasterOptions) throws {
-        let segment = try SharedSegment.open(name: o.segment)
-        let status = segment.worker(o.index)
-        status.pid = getpid()
-        let context = try ZMQContext()
-        defer { context.close() }
-        let publisher = try context.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + [.xpubVerbose(true)])
+    public func run() throws {
+        let segment = context.segment
+        let zmq = try ZMQContext()
+        defer { zmq.close() }
+        let publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + [.xpubVerbose(true)])
         defer { publisher.close() }
         // Connections to the frame endpoints, counted from the socket's events (started before
         // the binds, so none is missed).
         let monitor = try publisher.monitor([.accepted, .disconnected])
         defer { monitor.close() }
-        if let fd = o.listenFD { try publisher.set(.useFileDescriptor(fd)) }
-        _ = try publisher.bind(o.tcpEndpoint)
-        if o.listenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
-        _ = try publisher.bind(o.ipcEndpoint)
-        let topology = TopologyWatcher(path: o.topologyFile)
-        guard var sentTopology = topology.encoded else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
+        try publisher.bind(listener)
+        let topology = TopologyWatcher(path: context.topologyFile)
+        guard var sentTopology = topology.encoded else { throw WorkerError.runFile("topology file \(context.topologyFile) is missing or not a topology message") }
         // A replaced topology file names the first frame it describes: it goes out just before
         // that frame, never before an older one.
         var topologyPending = false
@@ -74,14 +58,14 @@ public enum Broadcaster {
             topologyPending = false
             return true
         }
-        status.state = .ready
+        context.ready()
 
         // Frames are encoded straight from the ring slot into a pooled buffer that ZeroMQ then
         // sends (and keeps, shared, for late joiners) without a copy; libzmq hands the buffer
         // back when the last subscriber has it, so steady state allocates and faults in nothing.
         let pool = MessageBufferPool()
         var buffer = pool.take()
-        let options = FrameEncoder.Options(all: o.codec)
+        let options = FrameEncoder.Options(all: codec)
         var latest: ZMQMessage?
         var latestIndex: UInt64?
         // A subscriber whose queue was full when the newest frame went out lost it, and a paused
@@ -101,11 +85,11 @@ public enum Broadcaster {
         // least 10 times a second for the progress counter and a stop request. Without the
         // eventfd the ring is polled every millisecond.
         var pollItems: [ZMQPollItem] = [.socket(publisher), .socket(monitor.socket)]
-        if let fd = o.frameFD { pollItems.append(.fileDescriptor(fd)) }
-        let pollTimeout: ZMQTimeout = o.frameFD != nil ? .milliseconds(100) : .milliseconds(1)
-        while qv_signal_stop_requested() == 0 {
+        if let fd = frameFD { pollItems.append(.fileDescriptor(fd)) }
+        let pollTimeout: ZMQTimeout = frameFD != nil ? .milliseconds(100) : .milliseconds(1)
+        while !context.stopRequested {
             let ready = try ZMQ.poll(pollItems, timeout: pollTimeout)
-            if let fd = o.frameFD, ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
+            if let fd = frameFD, ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe, 0 = the last
             // subscriber of a topic is gone.
             var greet = false
@@ -129,11 +113,11 @@ public enum Broadcaster {
                 // while nobody is connected) is not sent: the newest goes out just below.
                 _ = adoptTopology(forFrame: published > 0 ? published - 1 : nil)
                 _ = try publisher.trySend(sentTopology)
-                if latestIndex == published &- 1, let copy = try latest?.copy() { try send(copy, on: publisher) }
+                if latestIndex == published &- 1, let copy = try latest?.copy() { try Self.send(copy, on: publisher) }
             }
             if wanted, published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
                let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
-                   _ = try FrameEncoder.encode(wireFrame(frame), options: options, into: buffer)
+                   _ = try FrameEncoder.encode(Self.wireFrame(frame), options: options, into: buffer)
                    return frame.scalars.index
                }) {
                 // The owner of the dynamics replaces the topology before it publishes the first
@@ -143,18 +127,17 @@ public enum Broadcaster {
                 let message = try pool.message(sending: buffer)
                 buffer = pool.take()
                 latest = try message.copy()
-                try send(message, on: publisher)
+                try Self.send(message, on: publisher)
                 latestIndex = index
                 lastSentNs = Clock.monotonicNanoseconds
                 resends = 0
             } else if wanted, resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
-                try send(copy, on: publisher)
+                try Self.send(copy, on: publisher)
                 lastSentNs = Clock.monotonicNanoseconds
                 resends += 1
             }
-            status.advance()
+            context.advance()
         }
-        status.state = .exited
     }
 
     /// Output buffers for encoded frames, recycled: one is encoded into, sent as a ZeroMQ message
@@ -211,57 +194,5 @@ public enum Broadcaster {
                              },
                              userWork: s.userWork,
                              publishedAt: Double(f.publishedUnixNanoseconds) / 1e9)
-    }
-}
-
-/// The heartbeat process: a REP socket on TCP and ipc. A request `health` is answered with a JSON
-/// summary of every worker (from the shared status table); any other request is echoed back
-/// unchanged (a ping). Requests are capped at 64 KiB.
-public enum Heartbeat {
-    public static func run(segmentName: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String) throws {
-        let segment = try SharedSegment.open(name: segmentName)
-        let status = segment.worker(index)
-        status.pid = getpid()
-        let context = try ZMQContext()
-        defer { context.close() }
-        let rep = try context.socket(.rep, options: ZMQDefaults.socketOptions + [.maxMessageSize(64 << 10)])
-        defer { rep.close() }
-        if let fd = listenFD { try rep.set(.useFileDescriptor(fd)) }
-        _ = try rep.bind(tcpEndpoint)
-        if listenFD != nil { try rep.set(.useFileDescriptor(-1)) }
-        _ = try rep.bind(ipcEndpoint)
-        status.state = .ready
-        while qv_signal_stop_requested() == 0 {
-            if let request = try rep.receive(timeout: .milliseconds(100)) {
-                if request == Array("health".utf8) {
-                    try rep.send(Array(health(segment).utf8))
-                } else {
-                    try rep.send(request)
-                }
-            }
-            status.advance()
-        }
-        status.state = .exited
-    }
-
-    static func health(_ segment: SharedSegment) -> String {
-        var workers: [[String: Any]] = []
-        let nowNs = Clock.monotonicNanoseconds
-        for i in 0..<segment.layout.workerCapacity {
-            let w = segment.worker(i)
-            guard w.state != .empty else { continue }
-            let beat = w.heartbeatNanoseconds
-            workers.append([
-                "role": w.name, "pid": Int(w.pid), "state": "\(w.state)", "progress": Int(w.progress),
-                "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
-            ])
-        }
-        let latest = segment.latestFrameScalars()
-        let root: [String: Any] = [
-            "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
-            "step": latest.map { Int($0.step) } ?? 0,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -1,6 +1,8 @@
 import CQuiverOS
 import Foundation
+import QuiverConfig
 import QuiverControl
+import QuiverWire
 import QuiverSharedMemory
 import QuiverZMQ
 
@@ -8,50 +10,12 @@ import QuiverZMQ
 import Glibc
 #endif
 
-/// Settings of the control worker.
-public struct ControlWorkerOptions: Sendable {
-    public var segment: String
-    public var index: Int
-    /// The command ROUTER: TCP endpoint (the supervisor's listening socket `listenFD`) and ipc.
-    public var tcpEndpoint: String
-    public var listenFD: Int32?
-    public var ipcEndpoint: String
-    /// The shared-state XPUB: TCP endpoint (listening socket `stateListenFD`) and ipc.
-    public var stateTCPEndpoint: String
-    public var stateListenFD: Int32?
-    public var stateIPCEndpoint: String
-    /// The signing key (hex, from connection.json).
-    public var keyHex: String
-    /// The run's topology file: interaction indices are checked against its atom count, followed
-    /// when it is replaced.
-    public var topologyFile: String
-    /// eventfds shared with the engine: written here after posting, read here for finished commands.
-    public var postedFD: Int32?
-    public var doneFD: Int32?
+/// Settings of the control worker that are not in the run configuration.
+struct ControlWorkerTimings {
     /// Seconds to wait for the engine to apply a command before answering `timeout`.
-    public var commandTimeout = 5.0
-    /// Seconds without any request after which a client has left (its state keys and locks go; its
-    /// interactions have their own, shorter leases).
-    public var sessionLease = ControlDefaults.sessionLease
+    var commandTimeout = 5.0
     /// Most shared-state messages per second (deltas are coalesced in between).
-    public var statePublishRate = 30.0
-
-    public init(segment: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String,
-                stateTCPEndpoint: String, stateListenFD: Int32?, stateIPCEndpoint: String, keyHex: String, topologyFile: String,
-                postedFD: Int32?, doneFD: Int32?) {
-        self.segment = segment
-        self.index = index
-        self.tcpEndpoint = tcpEndpoint
-        self.listenFD = listenFD
-        self.ipcEndpoint = ipcEndpoint
-        self.stateTCPEndpoint = stateTCPEndpoint
-        self.stateListenFD = stateListenFD
-        self.stateIPCEndpoint = stateIPCEndpoint
-        self.keyHex = keyHex
-        self.topologyFile = topologyFile
-        self.postedFD = postedFD
-        self.doneFD = doneFD
-    }
+    var statePublishRate = 30.0
 }
 
 /// The control worker: takes signed commands on a ROUTER socket (docs/control.md), answers the
@@ -60,15 +24,28 @@ public struct ControlWorkerOptions: Sendable {
 /// the shared state on an XPUB socket (a snapshot to each new subscriber, coalesced deltas after)
 /// and ends the sessions of clients that went quiet. The store is kept in the segment, so a
 /// restarted control worker loses nothing.
-public final class ControlWorker {
+public final class ControlWorker: Worker {
+    public static let role = "control"
+    public static func listeners(_ c: RunConfiguration) -> [ListenerDeclaration] {
+        [ListenerDeclaration(.control, port: c.controlPort), ListenerDeclaration(.state)]
+    }
+    public static let events: [EventName] = [.commandsPosted, .commandsDone]
+
     struct Pending {
         let identity: [UInt8]
         let requestID: String
         let postedAt: Double
     }
 
-    let o: ControlWorkerOptions
+    let context: WorkerContext
     let segment: SharedSegment
+    let timings = ControlWorkerTimings()
+    /// Seconds without any request after which a client has left (its state keys and locks go; its
+    /// interactions have their own, shorter leases).
+    let sessionLease: Double
+    /// eventfds shared with the engine: written here after posting, read here for finished commands.
+    let postedFD: Int32?
+    let doneFD: Int32?
     let signer: CommandSigner
     var verifier: RequestVerifier
     var limiter = RateLimiter()
@@ -85,12 +62,17 @@ public final class ControlWorker {
         return topology.atomCount ?? 0
     }
 
-    init(_ o: ControlWorkerOptions) throws {
-        self.o = o
-        segment = try SharedSegment.open(name: o.segment)
-        topology = TopologyWatcher(path: o.topologyFile)
-        guard topology.atomCount != nil else { throw RunFileError("topology file \(o.topologyFile) is missing or not a topology message") }
-        signer = try CommandSigner(keyHex: o.keyHex)
+    public init(context: WorkerContext) throws {
+        self.context = context
+        segment = context.segment
+        sessionLease = context.configuration.sessionLease
+        postedFD = context.event(.commandsPosted)
+        doneFD = context.event(.commandsDone)
+        topology = TopologyWatcher(path: context.topologyFile)
+        guard topology.atomCount != nil else { throw WorkerError.runFile("topology file \(context.topologyFile) is missing or not a topology message") }
+        // The signing key comes from the connection file (mode 0600), never from the arguments.
+        let info = try ConnectionInfo.read(from: context.connectionFile)
+        signer = try CommandSigner(keyHex: info.key)
         verifier = RequestVerifier(signer: signer)
         var limits = SharedStateStore.Limits()
         // The whole store must fit the segment's state blob (values plus keys, owners, framing).
@@ -104,37 +86,25 @@ public final class ControlWorker {
     static var now: Double { Date().timeIntervalSince1970 }
 
     /// Runs until SIGTERM/SIGINT.
-    public static func run(_ o: ControlWorkerOptions) throws {
-        try ControlWorker(o).serve()
-    }
-
-    func serve() throws {
-        let status = segment.worker(o.index)
-        status.pid = getpid()
-        let context = try ZMQContext()
-        defer { context.close() }
-        router = try context.socket(.router, options: ControlDefaults.serverSocketOptions)
+    public func run() throws {
+        let zmq = try ZMQContext()
+        defer { zmq.close() }
+        router = try zmq.socket(.router, options: ControlDefaults.serverSocketOptions)
         defer { router.close() }
-        if let fd = o.listenFD { try router.set(.useFileDescriptor(fd)) }
-        _ = try router.bind(o.tcpEndpoint)
-        if o.listenFD != nil { try router.set(.useFileDescriptor(-1)) }
-        _ = try router.bind(o.ipcEndpoint)
-        publisher = try context.socket(.xpub, options: ZMQDefaults.socketOptions + [.xpubVerbose(true)])
+        try router.bind(try context.listener(.control))
+        publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + [.xpubVerbose(true)])
         defer { publisher.close() }
-        if let fd = o.stateListenFD { try publisher.set(.useFileDescriptor(fd)) }
-        _ = try publisher.bind(o.stateTCPEndpoint)
-        if o.stateListenFD != nil { try publisher.set(.useFileDescriptor(-1)) }
-        _ = try publisher.bind(o.stateIPCEndpoint)
-        status.state = .ready
+        try publisher.bind(try context.listener(.state))
+        context.ready()
 
         var lastHousekeeping = 0.0
         var lastPublish = 0.0
-        while qv_signal_stop_requested() == 0 {
+        while !context.stopRequested {
             var items: [ZMQPollItem] = [.socket(router), .socket(publisher)]
-            if let fd = o.doneFD { items.append(.fileDescriptor(fd)) }
-            let timeout = pending.isEmpty || o.doneFD != nil ? 20 : 1
+            if let fd = doneFD { items.append(.fileDescriptor(fd)) }
+            let timeout = pending.isEmpty || doneFD != nil ? 20 : 1
             let ready = try ZMQ.poll(items, timeout: .milliseconds(timeout))
-            if ready.count > 2 && ready[2].contains(.readable), let fd = o.doneFD {
+            if ready.count > 2 && ready[2].contains(.readable), let fd = doneFD {
                 var value: UInt64 = 0
                 _ = read(fd, &value, 8)
             }
@@ -156,13 +126,12 @@ public final class ControlWorker {
                 housekeeping(now: t)
                 lastHousekeeping = t
             }
-            if t - lastPublish >= 1 / o.statePublishRate, let delta = store.takeDelta() {
+            if t - lastPublish >= 1 / timings.statePublishRate, let delta = store.takeDelta() {
                 _ = try publisher.trySendMultipart(StateMessage.delta(delta).frames(now: t))
                 lastPublish = t
             }
-            status.advance()
+            context.advance()
         }
-        status.state = .exited
     }
 
     // MARK: requests
@@ -265,7 +234,7 @@ public final class ControlWorker {
                 throw ControlError(.invalidArgument, "the command is \(bytes) bytes once encoded, more than the \(capacity) the engine takes (fewer particles?)")
             }
         }
-        if let fd = o.postedFD { var one: UInt64 = 1; _ = write(fd, &one, 8) }
+        if let fd = postedFD { var one: UInt64 = 1; _ = write(fd, &one, 8) }
         if let identity { pending[seq] = Pending(identity: identity, requestID: requestID, postedAt: Self.now) }
     }
 
@@ -283,9 +252,9 @@ public final class ControlWorker {
             if let result {
                 pending[seq] = nil
                 reply(p.identity, engineReply(result, requestID: p.requestID))
-            } else if now - p.postedAt > o.commandTimeout {
+            } else if now - p.postedAt > timings.commandTimeout {
                 pending[seq] = nil
-                reply(p.identity, .failure(ControlError(.timeout, "the engine did not apply the command within \(o.commandTimeout) s (it may still, once it runs again)", requestID: p.requestID)))
+                reply(p.identity, .failure(ControlError(.timeout, "the engine did not apply the command within \(timings.commandTimeout) s (it may still, once it runs again)", requestID: p.requestID)))
             }
         }
     }
@@ -312,7 +281,7 @@ public final class ControlWorker {
     }
 
     func housekeeping(now: Double) {
-        for client in sessions.expired(now: now, lease: o.sessionLease) {
+        for client in sessions.expired(now: now, lease: sessionLease) {
             clientLeft(client)
             try? post(EngineCommand(kind: .clientLeft, client: client), identity: nil, requestID: "")
         }

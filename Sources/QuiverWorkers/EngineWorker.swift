@@ -1,37 +1,12 @@
 import CQuiverOS
 import Foundation
+import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Settings of the engine worker.
-public struct EngineWorkerOptions: Sendable {
-    /// The run's shared-memory segment (in /dev/shm).
-    public var segment: String
-    /// This worker's entry in the status table.
-    public var index: Int
-    /// Steps between frames published into the ring.
-    public var frameInterval: Int
-    /// Stop (successfully) at this step; nil: run until stopped.
-    public var totalSteps: Int?
-    /// Progress line every this many steps; nil: about once a second.
-    public var reportEvery: Int?
-    public var simulation: SimulationOptions
-    /// Seconds between engine snapshots (and at stop): a respawned engine loses at most this much.
-    public var snapshotInterval: Double = 0.5
-
-    public init(segment: String, index: Int, frameInterval: Int, totalSteps: Int?, reportEvery: Int?, simulation: SimulationOptions) {
-        self.segment = segment
-        self.index = index
-        self.frameInterval = frameInterval
-        self.totalSteps = totalSteps
-        self.reportEvery = reportEvery
-        self.simulation = simulation
-    }
-}
 
 /// The engine process: steps the dynamics, publishes a frame into shared memory every
 /// `frameInterval` steps (straight from its buffers), applies client commands from the command
@@ -40,14 +15,36 @@ public struct EngineWorkerOptions: Sendable {
 /// crash, it continues from the newest consistent snapshot (and the control state: paused,
 /// parameters, interactions) and publishes only once past the newest published step, so clients
 /// never see a step go back.
-public enum EngineWorker {
-    /// Returns true when `totalSteps` were reached, false when stopped by SIGTERM/SIGINT.
-    public static func run(setup: SimulationSetup, options: EngineWorkerOptions, fault: Fault?,
-                           extraForceFields: [any ForceField] = [], postedFD: Int32? = nil, doneFD: Int32? = nil, frameFD: Int32? = nil) throws -> Bool {
-        let segment = try SharedSegment.open(name: options.segment)
-        let status = segment.worker(options.index)
-        status.pid = getpid()
-        let sim = try setup.makeSimulation(options: options.simulation, extraForceFields: extraForceFields)
+public struct EngineWorker: Worker {
+    public static let role = "engine"
+    public static let events: [EventName] = [.commandsPosted, .commandsDone, .framePublished]
+    public static let ownsDynamics = true
+    public static let exitEndsRun = true
+
+    /// Seconds between engine snapshots (and at stop): a respawned engine loses at most this much.
+    static let snapshotInterval = 0.5
+
+    let context: WorkerContext
+    let setup: SimulationSetup
+    let extraForceFields: [any ForceField]
+
+    public init(context: WorkerContext) throws {
+        self.context = context
+        let c = context.configuration
+        try c.validateForThisMachine()
+        setup = try c.simulationSetup()
+        extraForceFields = try c.plugin.map { [try PluginForceField(path: $0, options: c.pluginOptions)] } ?? []
+    }
+
+    /// Runs until the configured steps were taken (a clean exit that ends the run) or SIGTERM/SIGINT.
+    public func run() throws {
+        _ = try run(segment: context.segment, status: context.status)
+    }
+
+    /// Returns true when the steps were reached, false when stopped by SIGTERM/SIGINT.
+    func run(segment: SharedSegment, status: WorkerStatus) throws -> Bool {
+        let c = context.configuration
+        let sim = try setup.makeSimulation(options: c.simulationOptions, extraForceFields: extraForceFields)
         guard sim.count <= segment.layout.atomCapacity else {
             throw EngineError.invalidParameter("the system has \(sim.count) atoms, the shared-memory segment room for \(segment.layout.atomCapacity)")
         }
@@ -59,31 +56,29 @@ public enum EngineWorker {
                                          imageX: snap.imageX, imageY: snap.imageY, imageZ: snap.imageZ))
             resumedFrom = snap.writerPID
         }
-        let control = EngineControl(dynamics: sim, segment: segment, frameInterval: options.frameInterval, initial: initial,
-                                    postedFD: postedFD, doneFD: doneFD)
+        let control = EngineControl(dynamics: sim, segment: segment, frameInterval: c.frameInterval, initial: initial,
+                                    postedFD: context.event(.commandsPosted), doneFD: context.event(.commandsDone))
         let restoredControl = control.restoreFromSegment()
-        let reporter = ProgressReporter(dynamics: sim, totalSteps: options.totalSteps, reportEvery: options.reportEvery)
+        let reporter = ProgressReporter(dynamics: sim, totalSteps: c.steps, reportEvery: c.reportEvery)
         if let resumedFrom {
             reporter.line("engine resumed from step \(sim.step) (snapshot of pid \(resumedFrom))\(restoredControl ? (control.paused ? ", paused" : "") + ", \(control.state.interactions.count) interactions" : "")")
         } else {
             reporter.header(setup: setup, simulation: sim)
         }
         let loop = EngineLoop(dynamics: sim, segment: segment, control: control, status: status, reporter: reporter,
-                              snapshotInterval: options.snapshotInterval)
-        loop.frameFD = frameFD
+                              snapshotInterval: Self.snapshotInterval)
+        loop.frameFD = context.event(.framePublished)
         if resumedFrom == nil {
             try loop.snapshot()
             try loop.publishFrame()
             try reporter.report()
         }
-        status.state = .ready
+        context.ready()
         status.advance()
-        if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) } }
-        let finished = try loop.run(totalSteps: options.totalSteps) { qv_signal_stop_requested() != 0 }
+        let finished = try loop.run(totalSteps: c.steps) { context.stopRequested }
         try loop.snapshot()
         control.persistIfNeeded()
         try reporter.finish()
-        status.state = .exited
         return finished
     }
 }

@@ -50,50 +50,10 @@ struct SimulationFlags: ParsableArguments {
 }
 
 extension RunConfiguration {
-    /// Validates, including what only this machine can tell (the kernel variant).
+    /// Validates, including what only this machine can tell (the kernel variant), as a usage error.
     func checked() throws -> RunConfiguration {
-        do { try validate() } catch { throw ValidationError("\(error)") }
-        guard let variant = KernelVariant(rawValue: kernel), variant.isSupported else {
-            throw ValidationError("--kernel ([engine] kernel) '\(kernel)' is not supported on this CPU (avx2 needs AVX2 and FMA)")
-        }
+        do { try validateForThisMachine() } catch { throw ValidationError("\(error)") }
         return self
-    }
-
-    var kernelVariant: KernelVariant { KernelVariant(rawValue: kernel) ?? .auto }
-
-    func simulationSetup() throws -> SimulationSetup {
-        system == "lj" ? try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed) : try BuiltinSystems.argonLiquid(cells: cells, seed: seed)
-    }
-
-    /// The settings `quiver run` shares with an embedding session.
-    var serverSettings: ServerSettings {
-        var s = ServerSettings()
-        s.address = address
-        s.port = port
-        s.controlPort = controlPort
-        s.codec = codec
-        s.precision = precision
-        s.watchdog = watchdog
-        s.grace = grace
-        s.sessionLease = sessionLease
-        return s
-    }
-
-    var wireCodec: Codec {
-        switch codec {
-        case "raw": return .raw
-        case "lossless": return .lossless
-        default: return .quantized(precision: precision)
-        }
-    }
-
-    /// The simulation settings as flags, for the engine worker.
-    var simulationArguments: [String] {
-        var a = ["--system", system, "--cells", "\(cells)", "--seed", "\(seed)", "--kernel", kernel, "--frame-interval", "\(frameInterval)"]
-        if let steps { a += ["--steps", "\(steps)"] }
-        if let threads { a += ["--threads", "\(threads)"] }
-        if let reportEvery { a += ["--report-every", "\(reportEvery)"] }
-        return a
     }
 }
 
@@ -170,23 +130,16 @@ struct Run: ParsableCommand {
         let c = try configuration()
         let setup = try c.simulationSetup()
         let resources = try ServerResources(runDirectory: c.runDirectory, segmentName: "quiver-run-\(getpid())",
-                                            atomCapacity: setup.system.count, settings: c.serverSettings)
+                                            atomCapacity: setup.system.count, configuration: c)
         defer { resources.close() }
         let directory = resources.directory
         // Elements from the type names (argon's "Ar": Z = 18), as for any dynamics.
         try TopologyFile.write(TopologyFile.topology(types: setup.system.types, typeNames: setup.system.typeNames), firstFrame: 0,
                                to: directory.topologyFilePath)
-        let executable = try Self.executablePath()
-        let engine = WorkerSpec(
-            role: "engine",
-            arguments: resources.workerArguments(role: "engine", index: 0)
-                + ["--posted-fd", "3", "--done-fd", "4", "--frame-fd", "5"] + c.pluginArguments + c.simulationArguments,
-            watchdog: c.watchdog, exitEndsRun: true, passedDescriptors: [resources.posted, resources.done, resources.published])
-        let workers = [engine] + resources.serviceWorkers(firstIndex: 1)
-        let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: executable, workers: workers,
-                                    grace: c.grace, log: Log.line)
+        let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: try Self.executablePath(),
+                                    workers: try resources.workerSpecs(WorkerRoles.all, firstIndex: 0), grace: c.grace, log: Log.line)
         if let previous = directory.tookOverFrom { Log.line("took over \(directory.path) from a server that is gone (pid \(previous))") }
-        Log.line("frames on \(resources.frames.endpoint) and \(resources.framesIPC); connection file \(directory.connectionFilePath)")
+        Log.line("frames on \(resources.listeners[.frames]?.endpoint ?? "?") and \(resources.ipcEndpoints[.frames] ?? "?"); connection file \(directory.connectionFilePath)")
         let outcome = try supervisor.run()
         if case .stopped(let reason) = outcome {
             print("stopped by \(reason) at step \(supervisor.newestStep ?? 0)")
@@ -209,77 +162,18 @@ enum Log {
     }
 }
 
-/// A worker process: started by the supervisor, never by hand.
+/// A worker process: started by the supervisor, never by hand (`WorkerProcess`).
 struct Worker: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run one worker of a server (started by the supervisor).", shouldDisplay: false)
 
-    @Option var role: String
-    @Option var segment: String
-    @Option var index: Int
-    @Option var supervisorPid: Int32
-    @OptionGroup var simulation: SimulationFlags
-    @Option var tcpEndpoint: String?
-    @Option var listenFd: Int32?
-    @Option var ipcEndpoint: String?
-    @Option var codec: String?
-    @Option var precision: Double?
-    @Option var postedFd: Int32?
-    @Option var doneFd: Int32?
-    @Option var frameFd: Int32?
-    @Option var stateTcpEndpoint: String?
-    @Option var stateListenFd: Int32?
-    @Option var stateIpcEndpoint: String?
-    @Option var connectionFile: String?
-    @Option var topologyFile: String?
-    @Option var sessionLease: Double?
-    @Option var plugin: String?
-    @Option var pluginOptions: String?
+    @Argument(help: "The role (engine, broadcaster, heartbeat, control).")
+    var role: String
+
+    @Argument(help: "The launch document (JSON) the supervisor made.")
+    var launch: String
 
     func run() throws {
-        qv_signal_install_stop_handlers()
-        guard qv_os_die_with_parent(SIGTERM, supervisorPid) == 0 else { throw ExitCode(2) }
-        let fault = Fault.injected(into: role)
-        if fault == .exit { throw ExitCode(3) }
-        if fault == .ignoreTerm { signal(SIGTERM, SIG_IGN) }
-        var c = RunConfiguration()
-        simulation.apply(to: &c)
-        c = try c.checked()
-        switch role {
-        case "engine":
-            let options = EngineWorkerOptions(
-                segment: segment, index: index, frameInterval: c.frameInterval, totalSteps: c.steps, reportEvery: c.reportEvery,
-                simulation: SimulationOptions(threads: c.threads, seed: c.seed, kernel: c.kernelVariant))
-            let extra: [any ForceField] = try plugin.map { [try PluginForceField(path: $0, options: pluginOptions ?? "")] } ?? []
-            _ = try EngineWorker.run(setup: try c.simulationSetup(), options: options, fault: fault, extraForceFields: extra,
-                                     postedFD: postedFd, doneFD: doneFd, frameFD: frameFd)
-        case "control":
-            guard let tcpEndpoint, let ipcEndpoint, let stateTcpEndpoint, let stateIpcEndpoint, let connectionFile, let topologyFile else {
-                throw ValidationError("control needs its endpoints, --connection-file and --topology-file")
-            }
-            if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }
-            let info = try ConnectionInfo.read(from: connectionFile)
-            var o = ControlWorkerOptions(segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
-                                         stateTCPEndpoint: stateTcpEndpoint, stateListenFD: stateListenFd, stateIPCEndpoint: stateIpcEndpoint,
-                                         keyHex: info.key, topologyFile: topologyFile, postedFD: postedFd, doneFD: doneFd)
-            if let sessionLease { o.sessionLease = sessionLease }
-            try ControlWorker.run(o)
-        case "broadcaster", "heartbeat":
-            guard let tcpEndpoint, let ipcEndpoint else { throw ValidationError("\(role) needs --tcp-endpoint and --ipc-endpoint") }
-            if fault == .hang { while qv_signal_stop_requested() == 0 { usleep(100_000) }; return }
-            if role == "heartbeat" {
-                try Heartbeat.run(segmentName: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint)
-            } else {
-                if let codec { c.codec = codec }
-                if let precision { c.precision = precision }
-                c = try c.checked()
-                guard let topologyFile else { throw ValidationError("broadcaster needs --topology-file") }
-                try Broadcaster.run(BroadcasterOptions(
-                    segment: segment, index: index, tcpEndpoint: tcpEndpoint, listenFD: listenFd, ipcEndpoint: ipcEndpoint,
-                    codec: c.wireCodec, topologyFile: topologyFile, frameFD: frameFd))
-            }
-        default:
-            throw ValidationError("unknown worker role '\(role)'")
-        }
+        try WorkerProcess.run(role: role, launch: launch)
     }
 }
 

@@ -1,0 +1,62 @@
+import Foundation
+import QuiverConfig
+import QuiverSharedMemory
+import QuiverZMQ
+
+/// The heartbeat process: a REP socket on TCP and ipc. A request `health` is answered with a JSON
+/// summary of every worker (from the shared status table); any other request is echoed back
+/// unchanged (a ping). Requests are capped at 64 KiB.
+public struct Heartbeat: Worker {
+    public static let role = "heartbeat"
+    public static func listeners(_ c: RunConfiguration) -> [ListenerDeclaration] { [ListenerDeclaration(.heartbeat)] }
+
+    let context: WorkerContext
+    let listener: HandedListener
+
+    public init(context: WorkerContext) throws {
+        self.context = context
+        listener = try context.listener(.heartbeat)
+    }
+
+    /// Runs until SIGTERM/SIGINT.
+    public func run() throws {
+        let segment = context.segment
+        let zmq = try ZMQContext()
+        defer { zmq.close() }
+        let rep = try zmq.socket(.rep, options: ZMQDefaults.socketOptions + [.maxMessageSize(64 << 10)])
+        defer { rep.close() }
+        try rep.bind(listener)
+        context.ready()
+        while !context.stopRequested {
+            if let request = try rep.receive(timeout: .milliseconds(100)) {
+                if request == Array("health".utf8) {
+                    try rep.send(Array(Self.health(segment).utf8))
+                } else {
+                    try rep.send(request)
+                }
+            }
+            context.advance()
+        }
+    }
+
+    static func health(_ segment: SharedSegment) -> String {
+        var workers: [[String: Any]] = []
+        let nowNs = Clock.monotonicNanoseconds
+        for i in 0..<segment.layout.workerCapacity {
+            let w = segment.worker(i)
+            guard w.state != .empty else { continue }
+            let beat = w.heartbeatNanoseconds
+            workers.append([
+                "role": w.name, "pid": Int(w.pid), "state": "\(w.state)", "progress": Int(w.progress),
+                "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
+            ])
+        }
+        let latest = segment.latestFrameScalars()
+        let root: [String: Any] = [
+            "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
+            "step": latest.map { Int($0.step) } ?? 0,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
