@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Vectorised C core: LJ kernels (scalar + AVX2/FMA), neighbour lists, integrators, thread pool.
@@ -63,16 +64,21 @@ let package = Package(
             name: "QuiverSharedMemory",
             dependencies: ["CQuiverShm"]
         ),
+        // Logging through swift-log: the project's handler (readable lines or JSON lines, stderr or a file).
+        .target(
+            name: "QuiverLog",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
         // The thin supervisor: run directory and lock, connection file, workers, restarts, control socket.
         .target(
             name: "QuiverSupervisor",
-            dependencies: ["CQuiverOS", "QuiverSharedMemory", "QuiverWire"]
+            dependencies: ["CQuiverOS", "QuiverLog", "QuiverSharedMemory", "QuiverWire"]
         ),
         // The worker processes, one type per role (`Worker`, `WorkerRoles`): the engine, the
         // broadcaster, the heartbeat, the control worker.
         .target(
             name: "QuiverWorkers",
-            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
+            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverLog", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
         ),
         // The run configuration: defaults, a TOML file, flags; validated in one place.
         .target(
@@ -115,13 +121,13 @@ let package = Package(
         // The server's resources (run directory, segment, sockets) and the embedding `Session`.
         .target(
             name: "QuiverServer",
-            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWire", "QuiverWorkers", "QuiverZMQ"]
+            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverLog", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWire", "QuiverWorkers", "QuiverZMQ"]
         ),
         // The one executable, with subcommands.
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverLog", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -132,6 +138,10 @@ let package = Package(
         .testTarget(
             name: "QuiverConfigTests",
             dependencies: ["QuiverConfig"]
+        ),
+        .testTarget(
+            name: "QuiverSupervisorTests",
+            dependencies: ["QuiverSupervisor", "QuiverLog"]
         ),
         .testTarget(
             name: "QuiverSharedMemoryTests",

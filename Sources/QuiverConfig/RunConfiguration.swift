@@ -62,11 +62,23 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// The options string handed to the plugin's create function.
     public var pluginOptions = ""
 
+    // [log]
+    /// Lowest level written: trace, debug, info, notice, warning, error or critical.
+    public var logLevel = "info"
+    /// A file the supervisor and every worker append their log lines to; relative paths are
+    /// relative to the configuration file. nil: stderr.
+    public var logFile: String?
+    /// "text" (readable lines) or "json" (one JSON object per line, for batch systems).
+    public var logFormat = "text"
+
     public init() {}
 
     static let systems = ["argon", "lj"]
     static let kernels = ["auto", "scalar", "avx2"]
     static let codecs = ["raw", "lossless", "quantized"]
+    /// swift-log's levels, lowest first.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    public static let logFormats = ["text", "json"]
 
     /// Loads a TOML file over the defaults. Unknown sections and keys, wrong types and malformed
     /// TOML are errors naming the file, the line or the key.
@@ -78,10 +90,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             throw ConfigurationError("\(path): cannot read: \((error as NSError).localizedDescription)")
         }
         var config = try parse(text, source: path)
-        if let plugin = config.plugin, !plugin.hasPrefix("/") {
-            let base = URL(fileURLWithPath: path).deletingLastPathComponent()
-            config.plugin = base.appendingPathComponent(plugin).standardizedFileURL.path
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+        func resolved(_ p: String?) -> String? {
+            guard let p, !p.hasPrefix("/") else { return p }
+            return base.appendingPathComponent(p).standardizedFileURL.path
         }
+        config.plugin = resolved(config.plugin)
+        config.logFile = resolved(config.logFile)
         return config
     }
 
@@ -164,7 +179,30 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             "plugin": { c, v, at in c.plugin = try string(v, at) },
             "plugin_options": { c, v, at in c.pluginOptions = try string(v, at) },
         ],
+        "log": [
+            "level": { c, v, at in c.logLevel = try string(v, at) },
+            "file": { c, v, at in c.logFile = try string(v, at) },
+            "format": { c, v, at in c.logFormat = try string(v, at) },
+        ],
     ]
+
+    /// Sets one key as the TOML file would (`section.key`, e.g. "system.cells"): command-line flags
+    /// go through here, so a flag and its key are one setting with one conversion. Throws
+    /// `ConfigurationError` for an unknown key or a value of the wrong type.
+    public mutating func set(_ path: String, to value: ConfigurationValue, source: String) throws {
+        let parts = path.split(separator: ".", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let setter = Self.schema[parts[0]]?[parts[1]] else {
+            throw ConfigurationError("\(source): unknown configuration key '\(path)'")
+        }
+        let toml: any TOMLValueConvertible
+        switch value {
+        case .integer(let i): toml = i
+        case .number(let d): toml = d
+        case .string(let s): toml = s
+        }
+        try setter(&self, toml, "\(source) ([\(parts[0])] \(parts[1]))")
+    }
+
 
     /// Checks every value; the message names the flag and the configuration key.
     public func validate() throws {
@@ -195,6 +233,16 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
                 try fail("--plugin", "[forcefield] plugin", "must be a shared library file", "'\(plugin)' (no such file)")
             }
         }
+        if !Self.logLevels.contains(logLevel) { try fail("--log-level", "[log] level", "must be one of \(Self.logLevels.joined(separator: ", "))", "'\(logLevel)'") }
+        if !Self.logFormats.contains(logFormat) { try fail("--log-format", "[log] format", "must be one of \(Self.logFormats.joined(separator: ", "))", "'\(logFormat)'") }
+        if let logFile, logFile.isEmpty { try fail("--log-file", "[log] file", "must not be empty", "''") }
         if pluginOptions.utf8.count > 4096 { try fail("--plugin-options", "[forcefield] plugin_options", "must be at most 4096 bytes", pluginOptions.utf8.count) }
     }
+}
+
+/// A value for `RunConfiguration.set`, as a flag gives it.
+public enum ConfigurationValue: Sendable, Equatable {
+    case integer(Int)
+    case number(Double)
+    case string(String)
 }

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+@_exported import QuiverLog
 @_exported import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
@@ -38,9 +39,10 @@ public struct SessionOptions: Sendable {
     public var stopOnSignals = true
     /// Seconds the workers get to report ready before `Session.init` gives up.
     public var startTimeout = 15.0
-    /// Where the log lines go: the supervisor's (worker starts, exits, restarts) and the engine's
-    /// (interactions that ended). nil: stderr.
-    public var log: (@Sendable (String) -> Void)?
+    /// The log of the supervisor (worker starts, exits, restarts) and of the engine (interactions
+    /// that ended). nil: `Logger(label: "quiver.session")`, which goes where the host program's
+    /// `LoggingSystem` sends it (stderr unless the host bootstrapped it).
+    public var logger: Logger?
 
     public init() {}
 }
@@ -117,7 +119,7 @@ public final class Session {
     private let ownsDirectory: Bool
     private let capacity: Int
     private let stopsOnSignals: Bool
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private var control: EngineControl
     private var loop: EngineLoop
     private var closed = false
@@ -171,9 +173,9 @@ public final class Session {
                                 postedFD: resources.events[.commandsPosted], doneFD: resources.events[.commandsDone])
         loop = EngineLoop(dynamics: dynamics, segment: segment, control: control, status: status, reporter: nil, snapshotInterval: nil)
         loop.frameFD = resources.events[.framePublished]
-        let log = options.log ?? { line in FileHandle.standardError.write(Data("quiver session: \(line)\n".utf8)) }
-        control.log = log
-        self.log = log
+        let logger = options.logger ?? Logger(label: "quiver.session")
+        control.logger = logger
+        self.logger = logger
         let services: [WorkerSpec]
         do { services = try resources.workerSpecs(WorkerRoles.services, firstIndex: Self.engineIndex + 1) } catch {
             resources.close()
@@ -183,7 +185,7 @@ public final class Session {
         workerRoles = services.map(\.role)
         let supervisor = Supervisor(runDirectory: resources.directory, segment: segment, executable: executable,
                                     workers: services,
-                                    grace: options.server.grace, handlesSignals: false, firstStatusIndex: Self.engineIndex + 1, log: log)
+                                    grace: options.server.grace, handlesSignals: false, firstStatusIndex: Self.engineIndex + 1, logger: logger)
         runner = SupervisorRunner(supervisor)
         do {
             try TopologyFile.write(TopologyFile.topology(of: dynamics), firstFrame: 0, to: resources.directory.topologyFilePath)
@@ -265,7 +267,7 @@ public final class Session {
         try TopologyFile.write(TopologyFile.topology(of: next), firstFrame: segment.framesPublished, to: resources.directory.topologyFilePath)
         let nextControl = EngineControl(dynamics: next, segment: segment, frameInterval: control.frameInterval, initial: next.saveState(),
                                         postedFD: resources.events[.commandsPosted], doneFD: resources.events[.commandsDone])
-        nextControl.log = log
+        nextControl.logger = logger
         nextControl.carrySettings(from: control)
         control = nextControl
         dynamics = next

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverLog
 import QuiverSharedMemory
 
 #if canImport(Glibc)
@@ -46,21 +47,22 @@ public final class Supervisor {
     public let executable: String
     public let policy: RestartPolicy
     public let grace: Double
-    private let log: (String) -> Void
+    private let logger: Logger
 
     final class Worker {
         let index: Int
         let spec: WorkerSpec
         var pid: pid_t = 0
         var state = "starting"
-        var restarts = 0
-        var restartTimes: [Double] = []
+        var lifecycle: WorkerLifecycle
         var respawnAt: Double?
-        var lastExit = ""
-        var lastProgress: UInt64 = 0
-        var lastProgressAt = 0.0
-        var startedAt = 0.0
-        init(index: Int, spec: WorkerSpec) { self.index = index; self.spec = spec }
+        var restarts: Int { lifecycle.restarts }
+        var lastExit: String { lifecycle.lastExit.map { "\($0)" } ?? "" }
+        init(index: Int, spec: WorkerSpec, policy: RestartPolicy) {
+            self.index = index
+            self.spec = spec
+            lifecycle = WorkerLifecycle(policy: policy, exitEndsRun: spec.exitEndsRun, watchdog: spec.watchdog)
+        }
     }
 
     private var workers: [Worker]
@@ -83,7 +85,7 @@ public final class Supervisor {
 
     public init(runDirectory: RunDirectory, segment: SharedSegment, executable: String, workers: [WorkerSpec],
                 policy: RestartPolicy = RestartPolicy(), grace: Double = 5, handlesSignals: Bool = true, firstStatusIndex: Int = 0,
-                log: @escaping (String) -> Void) {
+                logger: Logger) {
         self.runDirectory = runDirectory
         self.handlesSignals = handlesSignals
         self.firstStatusIndex = firstStatusIndex
@@ -91,8 +93,8 @@ public final class Supervisor {
         self.executable = executable
         self.policy = policy
         self.grace = grace
-        self.log = log
-        self.workers = workers.enumerated().map { Worker(index: firstStatusIndex + $0.offset, spec: $0.element) }
+        self.logger = logger
+        self.workers = workers.enumerated().map { Worker(index: firstStatusIndex + $0.offset, spec: $0.element, policy: policy) }
     }
 
     /// Asks a running `run` to stop (from any thread): it stops every worker and returns
@@ -110,12 +112,6 @@ public final class Supervisor {
         defer { requestLock.unlock() }
         return requestedStop
     }
-
-    /// Names of the signals a crashed or stopped worker is usually killed by.
-    static let signalNames: [Int32: String] = [
-        SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGILL: "SIGILL", SIGFPE: "SIGFPE",
-        SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGTRAP: "SIGTRAP",
-    ]
 
     static func now() -> Double {
         var t = timespec()
@@ -160,7 +156,7 @@ public final class Supervisor {
             if ready < 0 && errno != EINTR { throw SupervisorError.system(operation: "poll", path: "", errno: errno) }
             if handlesSignals && fds[2].revents != 0 { handleSignals() }
             if fds[1].revents != 0 { var buffer = [UInt8](repeating: 0, count: 64); _ = read(pipeFDs[0], &buffer, 64) }
-            if stopReason == nil, let reason = takeRequestedStop() { stopReason = reason; log("stop requested: \(reason)") }
+            if stopReason == nil, let reason = takeRequestedStop() { stopReason = reason; logger.info("stop requested: \(reason)", metadata: ["stop.reason": "\(reason)"]) }
             reap() // every pass, SIGCHLD or not: cheap, and robust to a signal lost in a full pipe
             if fds[0].revents != 0 { serveControl() }
             let t = Self.now()
@@ -196,12 +192,11 @@ public final class Supervisor {
         guard rc == 0 else { throw SupervisorError.spawnFailed(role: w.spec.role, errno: rc) }
         w.pid = pid
         w.state = "running"
-        w.startedAt = Self.now()
-        w.lastProgress = status.progress
-        w.lastProgressAt = w.startedAt
+        w.lifecycle.started(at: Self.now(), progress: status.progress)
         status.pid = pid
         status.restarts = UInt32(w.restarts)
-        log("worker \(w.spec.role) started, pid \(pid)" + (w.restarts > 0 ? " (restart \(w.restarts))" : ""))
+        logger.info("worker \(w.spec.role) started, pid \(pid)\(w.restarts > 0 ? " (restart \(w.restarts))" : "")",
+                    metadata: ["worker.role": "\(w.spec.role)", "worker.pid": .stringConvertible(pid), "worker.restarts": .stringConvertible(w.restarts)])
     }
 
     private func handleSignals() {
@@ -211,7 +206,7 @@ public final class Supervisor {
             if sig == SIGCHLD { continue } // children are reaped on every pass of the loop
             if stopReason == nil {
                 stopReason = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"
-                log("received \(stopReason!), stopping")
+                logger.info("received \(stopReason!), stopping", metadata: ["stop.reason": "\(stopReason!)"])
             }
         }
     }
@@ -226,49 +221,41 @@ public final class Supervisor {
             // is gone, its status unknown (reported as exit status 127).
             let reapedElsewhere = pid < 0 && errno == ECHILD
             if pid != w.pid && !reapedElsewhere { continue }
-            if reapedElsewhere { status = 0x7f00 }
             w.pid = 0
-            let exitedNormally = (status & 0x7f) == 0
-            let code = (status >> 8) & 0xff
-            let signal = status & 0x7f
-            w.lastExit = exitedNormally ? "exit status \(code)" : "killed by signal \(signal)\(Self.signalNames[signal].map { " (\($0))" } ?? "")"
             segment.worker(w.index).pid = 0
-            if stopReason != nil { w.state = "stopped"; continue }
-            if exitedNormally && code == 0 && w.spec.exitEndsRun {
+            let exit = reapedElsewhere ? WorkerExit.unknown : WorkerExit(waitStatus: status)
+            switch w.lifecycle.exited(exit, at: Self.now(), stopping: stopReason != nil) {
+            case .stopped:
+                w.state = "stopped"
+            case .finished:
                 w.state = "finished"
                 segment.worker(w.index).state = .exited
                 finishedRole = w.spec.role
-                log("worker \(w.spec.role) finished")
-                continue
-            }
-            segment.worker(w.index).state = .failed
-            let now = Self.now()
-            guard let delay = policy.delay(now: now, previousRestarts: w.restartTimes) else {
+                logger.info("worker \(w.spec.role) finished", metadata: ["worker.role": "\(w.spec.role)"])
+            case .giveUp(let restarts):
                 w.state = "failed"
-                log("worker \(w.spec.role) \(w.lastExit); \(policy.maxRestarts) restarts within \(Int(policy.window)) s, giving up")
-                failure = .workerFailed(role: w.spec.role, restarts: w.restarts, lastExit: w.lastExit)
-                continue
+                segment.worker(w.index).state = .failed
+                logger.error("worker \(w.spec.role) \(exit); \(policy.maxRestarts) restarts within \(Int(policy.window)) s, giving up",
+                             metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)"])
+                failure = .workerFailed(role: w.spec.role, restarts: restarts, lastExit: "\(exit)")
+            case .restart(let delay, _):
+                w.respawnAt = Self.now() + delay
+                w.state = "restarting"
+                segment.worker(w.index).state = .failed
+                logger.warning("worker \(w.spec.role) \(exit); restarting in \(Int(delay * 1000)) ms",
+                               metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)", "restart.delay_ms": .stringConvertible(Int(delay * 1000))])
             }
-            w.restarts += 1
-            w.restartTimes.append(now)
-            w.respawnAt = now + delay
-            w.state = "restarting"
-            log("worker \(w.spec.role) \(w.lastExit); restarting in \(Int(delay * 1000)) ms")
         }
     }
 
     private func checkWatchdogs(now: Double) {
         for w in workers where w.pid > 0 {
-            guard let limit = w.spec.watchdog else { continue }
-            let p = segment.worker(w.index).progress
-            if p != w.lastProgress {
-                w.lastProgress = p
-                w.lastProgressAt = now
-            } else if now - w.lastProgressAt > limit {
-                log("worker \(w.spec.role) made no progress for \(String(format: "%.1f", now - w.lastProgressAt)) s; killing it")
+            let idle = w.lifecycle.secondsWithoutProgress(at: now)
+            if w.lifecycle.stalled(progress: segment.worker(w.index).progress, at: now) {
+                logger.warning("worker \(w.spec.role) made no progress for \(String(format: "%.1f", idle)) s; killing it",
+                               metadata: ["worker.role": "\(w.spec.role)", "worker.pid": .stringConvertible(w.pid)])
                 kill(-w.pid, SIGKILL)
                 kill(w.pid, SIGKILL)
-                w.lastProgressAt = now
             }
         }
     }
@@ -312,7 +299,7 @@ public final class Supervisor {
             switch command {
             case "status": reply = statusJSON()
             case "stop":
-                if stopReason == nil { stopReason = "stop command"; log("stop requested on the control socket") }
+                if stopReason == nil { stopReason = "stop command"; logger.info("stop requested on the control socket", metadata: ["stop.reason": "stop command"]) }
                 reply = "{\"ok\":true,\"stopping\":true}"
             default:
                 reply = "{\"ok\":false,\"error\":\"unknown command; expected status or stop\"}"
@@ -364,7 +351,7 @@ public final class Supervisor {
                 usleep(10_000)
             }
             if !done {
-                log("worker \(w.spec.role) ignored SIGTERM for \(grace) s; killing it")
+                logger.warning("worker \(w.spec.role) ignored SIGTERM for \(grace) s; killing it", metadata: ["worker.role": "\(w.spec.role)", "worker.pid": .stringConvertible(w.pid)])
                 kill(-w.pid, SIGKILL)
                 kill(w.pid, SIGKILL)
                 waitpid(w.pid, &status, 0)

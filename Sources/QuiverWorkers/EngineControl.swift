@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverLog
 import QuiverControl
 import QuiverEngine
 import QuiverSharedMemory
@@ -60,8 +61,8 @@ public final class EngineControl {
     private var dirty = false
     /// Set when positions changed without a step (`reset`): a paused engine publishes them at once.
     var positionsChanged = false
-    /// Lines for the engine's log (default: stdout).
-    public var log: (String) -> Void = { print($0); fflush(nil) }
+    /// The engine's log (interactions that ended, state it could not save).
+    public var logger = Logger(label: "quiver.engine")
 
     public init(dynamics: any Dynamics, segment: SharedSegment?, frameInterval: Int, initial: DynamicState?, postedFD: Int32? = nil, doneFD: Int32? = nil) {
         self.dynamics = dynamics
@@ -126,7 +127,7 @@ public final class EngineControl {
         dirty = false
         state.work = dynamics.interactiveForces?.work ?? state.work
         guard let data = try? JSONEncoder().encode(state) else { return }
-        do { try segment.writeBlob(.engine, Array(data)) } catch { log("engine: could not save the control state: \(error)") }
+        do { try segment.writeBlob(.engine, Array(data)) } catch { logger.error("could not save the control state: \(error)") }
     }
 
     // MARK: commands
@@ -322,12 +323,15 @@ public final class EngineControl {
             let t = dynamics.parameters()["temperature"] ?? ((try? dynamics.energies().temperature) ?? 0)
             if t > 0 {
                 do { try dynamics.resetVelocities(of: a.spec.particles, temperature: t) } catch {
-                    log("engine: could not reset the velocities of interaction '\(a.spec.id)': \(error)")
+                    logger.warning("could not reset the velocities of interaction '\(a.spec.id)': \(error)", metadata: ["interaction.id": "\(a.spec.id)"])
                 }
             }
         }
         dirty = true
-        if reason != "removed" { log("engine: interaction '\(a.spec.id)' of \(a.owner) ended: \(reason)") }
+        if reason != "removed" {
+            logger.info("interaction '\(a.spec.id)' of \(a.owner) ended: \(reason)",
+                        metadata: ["interaction.id": "\(a.spec.id)", "interaction.owner": "\(a.owner)", "interaction.end": "\(reason)"])
+        }
     }
 
     /// Ends the interactions whose lease ran out. Returns how many.

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverLog
 import QuiverConfig
 import QuiverEngine
 import QuiverSharedMemory
@@ -58,6 +59,7 @@ public struct EngineWorker: Worker {
         }
         let control = EngineControl(dynamics: sim, segment: segment, frameInterval: c.frameInterval, initial: initial,
                                     postedFD: context.event(.commandsPosted), doneFD: context.event(.commandsDone))
+        control.logger = context.logger
         let restoredControl = control.restoreFromSegment()
         let reporter = ProgressReporter(dynamics: sim, totalSteps: c.steps, reportEvery: c.reportEvery)
         if let resumedFrom {
@@ -222,10 +224,8 @@ public final class ProgressReporter {
         return Double(DispatchTime.now().uptimeNanoseconds - lastTime.uptimeNanoseconds) / 1e9 >= 1.0
     }
 
-    public func line(_ text: String) {
-        print(text)
-        fflush(nil)
-    }
+    /// One progress line on stdout, written at once (a batch log reads it as it comes).
+    public func line(_ text: String) { LogSink.standardOutput.write(text) }
 
     var timestep: Double { sim.parameters()["timestep"] ?? 0 }
 

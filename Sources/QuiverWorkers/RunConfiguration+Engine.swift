@@ -1,5 +1,6 @@
 import QuiverConfig
 import QuiverEngine
+import QuiverLog
 import QuiverWire
 
 /// What the run configuration means to the engine and the frame path (QuiverConfig itself knows
@@ -30,5 +31,10 @@ extension RunConfiguration {
         case "lossless": return .lossless
         default: return .quantized(precision: precision)
         }
+    }
+
+    /// Sends this process's log lines where `[log]` says (level, file, format). Once per process.
+    public func bootstrapLogging() throws {
+        try QuiverLogging.bootstrap(level: QuiverLogging.level(logLevel), file: logFile, format: LogFormat(rawValue: logFormat) ?? .text)
     }
 }

@@ -1,6 +1,7 @@
 import CQuiverOS
 import Foundation
 import QuiverConfig
+import QuiverLog
 import QuiverSharedMemory
 import QuiverZMQ
 
@@ -52,12 +53,14 @@ extension Worker {
 
 /// The roles a server runs, in start order (stopped in reverse). One line per role.
 public enum WorkerRoles {
-    public static let all: [any Worker.Type] = [
-        EngineWorker.self,
-        Broadcaster.self,
-        Heartbeat.self,
-        ControlWorker.self,
-    ]
+    public static var all: [any Worker.Type] {
+        [
+            EngineWorker.self,
+            Broadcaster.self,
+            Heartbeat.self,
+            ControlWorker.self,
+        ]
+    }
 
     /// The role named `name`.
     public static func named(_ name: String) -> (any Worker.Type)? { all.first { $0.role == name } }
@@ -210,12 +213,15 @@ public final class WorkerContext {
     public let status: WorkerStatus
     /// A fault injected for reliability tests (`QUIVER_FAULT=ROLE:MODE`); nil in production.
     public let fault: Fault?
+    /// This worker's logger (label `quiver.ROLE`), writing where the configuration's [log] says.
+    public let logger: Logger
 
-    public init(launch: WorkerLaunch, segment: SharedSegment, fault: Fault? = nil) {
+    public init(launch: WorkerLaunch, segment: SharedSegment, fault: Fault? = nil, logger: Logger? = nil) {
         self.launch = launch
         self.segment = segment
         status = segment.worker(launch.index)
         self.fault = fault
+        self.logger = logger ?? Logger(label: "quiver.\(launch.role)")
     }
 
     /// Whether SIGTERM or SIGINT asked this process to stop.
@@ -270,6 +276,7 @@ public enum WorkerProcess {
         let launch = try WorkerLaunch.decode(launchText)
         guard launch.role == role else { throw WorkerError.badLaunch("the launch is for role '\(launch.role)', not '\(role)'") }
         qv_signal_install_stop_handlers()
+        try launch.configuration.bootstrapLogging()
         guard qv_os_die_with_parent(SIGTERM, launch.supervisorPID) == 0 else {
             throw WorkerError.badLaunch("the supervisor (pid \(launch.supervisorPID)) is gone")
         }

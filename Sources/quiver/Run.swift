@@ -3,6 +3,7 @@ import CQuiverOS
 import Foundation
 import QuiverConfig
 import QuiverEngine
+import QuiverLog
 import QuiverSharedMemory
 import QuiverServer
 import QuiverSupervisor
@@ -10,42 +11,78 @@ import QuiverWire
 import QuiverWorkers
 import QuiverZMQ
 
-/// Flags that describe the simulation, shared by `run` and the engine worker. Each overrides the
-/// same field of the configuration file (docs/configuration.md); unset flags leave it alone.
-struct SimulationFlags: ParsableArguments {
-    @Option(help: "System: argon (liquid argon under Langevin at 94.4 K; the default) or lj (LAMMPS in.lj).")
+/// The flags of `quiver run`: each sets the configuration key it names, through the same setter as
+/// the TOML file (docs/configuration.md), over the file's value; unset flags leave it alone.
+struct ConfigurationFlags: ParsableArguments {
+    @Option(help: "System: argon (liquid argon under Langevin at 94.4 K; the default) or lj (LAMMPS in.lj). [system] builtin")
     var system: String?
-
-    @Option(help: "fcc unit cells per edge (4 cells^3 atoms; default 10, 4000 atoms).")
+    @Option(help: "fcc unit cells per edge (4 cells^3 atoms; default 10, 4000 atoms). [system] cells")
     var cells: Int?
-
-    @Option(help: "Steps to run (default: until stopped).")
+    @Option(help: "Seed for velocities and the thermostat (default 2024). [system] seed")
+    var seed: Int?
+    @Option(help: "Steps to run (default: until stopped). [engine] steps")
     var steps: Int?
-
-    @Option(help: "Threads of the engine (default: every core this process may use).")
+    @Option(help: "Threads of the engine (default: every core this process may use). [engine] threads")
     var threads: Int?
-
-    @Option(help: "Seed for velocities and the thermostat (default 2024).")
-    var seed: UInt64?
-
-    @Option(help: "Print a progress line every this many steps (default: about once a second).")
+    @Option(help: "Print a progress line every this many steps (default: about once a second). [engine] report_every")
     var reportEvery: Int?
-
-    @Option(help: "Kernel variant: auto, scalar or avx2.")
+    @Option(help: "Kernel variant: auto, scalar or avx2. [engine] kernel")
     var kernel: String?
-
-    @Option(help: "Steps between frames written to shared memory (default 10).")
+    @Option(help: "Steps between frames written to shared memory (default 10). [engine] frame_interval")
     var frameInterval: Int?
+    @Option(help: "The run directory: lock, connection.json, control.sock (default ./quiver-run). [server] run_dir")
+    var runDir: String?
+    @Option(help: "Seconds a worker may go without progress before it is killed and restarted (default 30). [server] watchdog")
+    var watchdog: Double?
+    @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5). [server] grace")
+    var grace: Double?
+    @Option(help: "Frame codec for clients: raw, lossless or quantized (default). [frames] codec")
+    var codec: String?
+    @Option(help: "Quantisation step of positions in nm (default 0.001). [frames] precision")
+    var precision: Double?
+    @Option(help: "Address the frame and heartbeat sockets listen on (default 127.0.0.1). [frames] address")
+    var address: String?
+    @Option(help: "TCP port of the frame socket (default 0: any free port, written to connection.json). [frames] port")
+    var port: Int?
+    @Option(help: "TCP port of the command socket (default 0: any free port, written to connection.json). [control] port")
+    var controlPort: Int?
+    @Option(help: "Seconds without a request after which a client has left (default 10). [control] session_lease")
+    var sessionLease: Double?
+    @Option(help: "A C plugin force field (shared library, docs/plugins.md) added to the system's forces. [forcefield] plugin")
+    var plugin: String?
+    @Option(help: "The options string handed to the plugin. [forcefield] plugin_options")
+    var pluginOptions: String?
+    @Option(help: "Lowest log level written: trace, debug, info (default), notice, warning, error, critical. [log] level")
+    var logLevel: String?
+    @Option(help: "Append the supervisor's and every worker's log lines to this file (default: stderr). [log] file")
+    var logFile: String?
+    @Option(help: "Log lines as text (default) or json (one object per line). [log] format")
+    var logFormat: String?
 
-    func apply(to c: inout RunConfiguration) {
-        if let system { c.system = system }
-        if let cells { c.cells = cells }
-        if let steps { c.steps = steps }
-        if let threads { c.threads = threads }
-        if let seed { c.seed = seed }
-        if let reportEvery { c.reportEvery = reportEvery }
-        if let kernel { c.kernel = kernel }
-        if let frameInterval { c.frameInterval = frameInterval }
+    /// Relative paths given on the command line are relative to the working directory.
+    static func absolute(_ path: String?) -> String? {
+        path.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+    }
+
+    /// Each flag and the key it sets.
+    var settings: [(key: String, value: ConfigurationValue?)] {
+        [("system.builtin", system.map(ConfigurationValue.string)), ("system.cells", cells.map(ConfigurationValue.integer)),
+         ("system.seed", seed.map(ConfigurationValue.integer)), ("engine.steps", steps.map(ConfigurationValue.integer)),
+         ("engine.threads", threads.map(ConfigurationValue.integer)), ("engine.report_every", reportEvery.map(ConfigurationValue.integer)),
+         ("engine.kernel", kernel.map(ConfigurationValue.string)), ("engine.frame_interval", frameInterval.map(ConfigurationValue.integer)),
+         ("server.run_dir", runDir.map(ConfigurationValue.string)), ("server.watchdog", watchdog.map(ConfigurationValue.number)),
+         ("server.grace", grace.map(ConfigurationValue.number)), ("frames.codec", codec.map(ConfigurationValue.string)),
+         ("frames.precision", precision.map(ConfigurationValue.number)), ("frames.address", address.map(ConfigurationValue.string)),
+         ("frames.port", port.map(ConfigurationValue.integer)), ("control.port", controlPort.map(ConfigurationValue.integer)),
+         ("control.session_lease", sessionLease.map(ConfigurationValue.number)),
+         ("forcefield.plugin", Self.absolute(plugin).map(ConfigurationValue.string)),
+         ("forcefield.plugin_options", pluginOptions.map(ConfigurationValue.string)),
+         ("log.level", logLevel.map(ConfigurationValue.string)), ("log.file", Self.absolute(logFile).map(ConfigurationValue.string)),
+         ("log.format", logFormat.map(ConfigurationValue.string))]
+    }
+
+    func apply(to c: inout RunConfiguration) throws {
+        for (key, value) in settings { if let value { try c.set(key, to: value, source: "command line") } }
     }
 }
 
@@ -70,57 +107,13 @@ struct Run: ParsableCommand {
     @Argument(help: "A TOML configuration file (docs/configuration.md); flags override it.")
     var config: String?
 
-    @OptionGroup var simulation: SimulationFlags
-
-    @Option(help: "The run directory: lock, connection.json, control.sock (default ./quiver-run).")
-    var runDir: String?
-
-    @Option(help: "Seconds a worker may go without progress before it is killed and restarted (default 30).")
-    var watchdog: Double?
-
-    @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5).")
-    var grace: Double?
-
-    @Option(help: "Frame codec for clients: raw, lossless or quantized (default).")
-    var codec: String?
-
-    @Option(help: "Quantisation step of positions in nm (default 0.001).")
-    var precision: Double?
-
-    @Option(help: "Address the frame and heartbeat sockets listen on (default 127.0.0.1).")
-    var address: String?
-
-    @Option(help: "TCP port of the frame socket (default 0: any free port, written to connection.json).")
-    var port: Int?
-
-    @Option(help: "TCP port of the command socket (default 0: any free port, written to connection.json).")
-    var controlPort: Int?
-
-    @Option(help: "Seconds without a request after which a client has left (default 10).")
-    var sessionLease: Double?
-
-    @Option(help: "A C plugin force field (shared library, docs/plugins.md) added to the system's forces.")
-    var plugin: String?
-
-    @Option(help: "The options string handed to the plugin.")
-    var pluginOptions: String?
+    @OptionGroup var flags: ConfigurationFlags
 
     /// Defaults, then the file, then the flags; validated once.
     func configuration() throws -> RunConfiguration {
         var c: RunConfiguration
         do { c = try config.map { try RunConfiguration.load(path: $0) } ?? RunConfiguration() } catch { throw ValidationError("\(error)") }
-        simulation.apply(to: &c)
-        if let runDir { c.runDirectory = runDir }
-        if let watchdog { c.watchdog = watchdog }
-        if let grace { c.grace = grace }
-        if let codec { c.codec = codec }
-        if let precision { c.precision = precision }
-        if let address { c.address = address }
-        if let port { c.port = port }
-        if let controlPort { c.controlPort = controlPort }
-        if let sessionLease { c.sessionLease = sessionLease }
-        if let plugin { c.plugin = plugin.hasPrefix("/") ? plugin : FileManager.default.currentDirectoryPath + "/" + plugin }
-        if let pluginOptions { c.pluginOptions = pluginOptions }
+        do { try flags.apply(to: &c) } catch { throw ValidationError("\(error)") }
         return try c.checked()
     }
 
@@ -128,6 +121,8 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let c = try configuration()
+        try c.bootstrapLogging()
+        let logger = Logger(label: "quiver")
         let setup = try c.simulationSetup()
         let resources = try ServerResources(runDirectory: c.runDirectory, segmentName: "quiver-run-\(getpid())",
                                             atomCapacity: setup.system.count, configuration: c)
@@ -137,9 +132,9 @@ struct Run: ParsableCommand {
         try TopologyFile.write(TopologyFile.topology(types: setup.system.types, typeNames: setup.system.typeNames), firstFrame: 0,
                                to: directory.topologyFilePath)
         let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: try Self.executablePath(),
-                                    workers: try resources.workerSpecs(WorkerRoles.all, firstIndex: 0), grace: c.grace, log: Log.line)
-        if let previous = directory.tookOverFrom { Log.line("took over \(directory.path) from a server that is gone (pid \(previous))") }
-        Log.line("frames on \(resources.listeners[.frames]?.endpoint ?? "?") and \(resources.ipcEndpoints[.frames] ?? "?"); connection file \(directory.connectionFilePath)")
+                                    workers: try resources.workerSpecs(WorkerRoles.all, firstIndex: 0), grace: c.grace, logger: logger)
+        if let previous = directory.tookOverFrom { logger.notice("took over \(directory.path) from a server that is gone (pid \(previous))") }
+        logger.info("frames on \(resources.listeners[.frames]?.endpoint ?? "?") and \(resources.ipcEndpoints[.frames] ?? "?"); connection file \(directory.connectionFilePath)")
         let outcome = try supervisor.run()
         if case .stopped(let reason) = outcome {
             print("stopped by \(reason) at step \(supervisor.newestStep ?? 0)")
@@ -150,15 +145,6 @@ struct Run: ParsableCommand {
         var buffer = [CChar](repeating: 0, count: 4096)
         guard qv_os_executable_path(&buffer, buffer.count) == 0 else { throw ValidationError("cannot find this executable (/proc/self/exe)") }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-/// The supervisor's log: one line per event on stderr, prefixed with the time.
-enum Log {
-    static func line(_ text: String) {
-        let t = Date()
-        let stamp = ISO8601DateFormatter.string(from: t, timeZone: .current, formatOptions: [.withFullTime, .withFractionalSeconds])
-        FileHandle.standardError.write(Data("[\(stamp)] quiver: \(text)\n".utf8))
     }
 }
 

@@ -224,3 +224,35 @@ struct ConfigurationFileTests {
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/q.toml"))
     }
 }
+
+@Suite("quiver run: logs")
+struct LogTests {
+    @Test("--log-file with --log-format json: the supervisor's events as JSON lines, one object a line, progress stays on stdout")
+    func jsonLogFile() throws {
+        let dir = TemporaryRunDirectory()
+        let log = dir.path + ".log"
+        defer { unlink(log) }
+        let r = try QuiverProcess.run(["run", "--system", "lj", "--cells", "3", "--steps", "20", "--report-every", "10", "--run-dir", dir.path,
+                                       "--log-file", log, "--log-format", "json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("done: 20 steps"))
+        #expect(!r.stderr.contains("worker engine started"), "log lines went to stderr: \(r.stderr)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let objects = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], "not JSON: \($0)") }
+        let started = objects.filter { ($0["message"] as? String)?.hasPrefix("worker engine started") == true }
+        #expect(started.count == 1)
+        #expect(started.first?["worker.role"] as? String == "engine" && started.first?["worker.pid"] is Int && started.first?["level"] as? String == "info")
+        #expect(objects.contains { ($0["message"] as? String) == "worker engine finished" })
+        #expect(objects.allSatisfy { $0["time"] is String && $0["logger"] is String && $0["pid"] is Int })
+    }
+
+    @Test("--log-level warning keeps info lines out; a bad level is a usage error naming flag and key")
+    func level() throws {
+        let dir = TemporaryRunDirectory()
+        let r = try QuiverProcess.run(["run", "--system", "lj", "--cells", "3", "--steps", "10", "--run-dir", dir.path, "--log-level", "warning"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stderr.contains("started"), "\(r.stderr)")
+        let bad = try QuiverProcess.run(["run", "--log-level", "loud", "--run-dir", dir.path], timeout: 30)
+        #expect(bad.status == 64 && bad.stderr.contains("--log-level ([log] level)"), "\(bad.stderr)")
+    }
+}

@@ -338,7 +338,7 @@ struct ControlTests {
         #expect(bye.isOK && number(bye, "ended") == 1)
         #expect(try owners() == ["alice"])
         // The engine logs before it answers, but its stdout reaches us through a pipe drained on another thread.
-        #expect(eventually(within: 2) { server.out.text.contains("interaction 'b' of bob ended: its client left") })
+        #expect(eventually(within: 2) { server.err.text.contains("interaction 'b' of bob ended: its client left") })
 
         // reset while paused: the start configuration is published at once, at the same step
         #expect(try alice.send("pause").isOK)

@@ -171,7 +171,7 @@ func sessionOptions(frameInterval: Int = 5, capacity: Int? = nil) -> SessionOpti
     o.atomCapacity = capacity
     o.stopOnSignals = false
     o.server.grace = 2
-    o.log = { _ in }
+    o.logger = QuiverLogging.silent
     return o
 }
 

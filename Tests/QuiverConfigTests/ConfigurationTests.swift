@@ -1,3 +1,4 @@
+import Foundation
 import QuiverConfig
 import Testing
 
@@ -88,5 +89,68 @@ struct ConfigurationTests {
     @Test("a missing file is a clear error")
     func missingFile() {
         #expect(throws: ConfigurationError.self) { _ = try RunConfiguration.load(path: "/nonexistent/quiver.toml") }
+    }
+}
+
+@Suite("Run configuration: flags, logging, the worker's copy")
+struct ConfigurationFlagTests {
+    @Test("a flag sets its key through the file's setter: same conversion, same errors, unknown keys refused")
+    func setByKey() throws {
+        var c = try RunConfiguration.parse("[system]\ncells = 7\n")
+        try c.set("system.cells", to: .integer(3), source: "command line")
+        try c.set("frames.precision", to: .integer(1), source: "command line")
+        try c.set("log.format", to: .string("json"), source: "command line")
+        #expect(c.cells == 3 && c.precision == 1.0 && c.logFormat == "json")
+        #expect(throws: ConfigurationError.self) { try c.set("system.celles", to: .integer(3), source: "command line") }
+        #expect(throws: ConfigurationError.self) { try c.set("cells", to: .integer(3), source: "command line") }
+        do {
+            try c.set("engine.threads", to: .string("two"), source: "command line")
+            Issue.record("a string was taken for an integer")
+        } catch {
+            #expect("\(error)" == "command line ([engine] threads) must be an integer, got string")
+        }
+        do {
+            try c.set("system.seed", to: .integer(-1), source: "command line")
+            Issue.record("a negative seed was taken")
+        } catch {
+            #expect("\(error)".contains("must be >= 0"))
+        }
+    }
+
+    @Test("[log]: level, file (relative to the file), format; bad values name flag and key")
+    func logSection() throws {
+        let dir = NSTemporaryDirectory() + "quiver-config-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/run.toml"
+        try "[log]\nlevel = \"debug\"\nfile = \"logs/run.log\"\nformat = \"json\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let c = try RunConfiguration.load(path: path)
+        #expect(c.logLevel == "debug" && c.logFile == dir + "/logs/run.log" && c.logFormat == "json")
+        try c.validate()
+        var bad = RunConfiguration()
+        bad.logLevel = "loud"
+        #expect(throws: ConfigurationError("--log-level ([log] level) must be one of trace, debug, info, notice, warning, error, critical, got 'loud'")) { try bad.validate() }
+        bad = RunConfiguration()
+        bad.logFormat = "xml"
+        #expect(throws: ConfigurationError("--log-format ([log] format) must be one of text, json, got 'xml'")) { try bad.validate() }
+    }
+
+    @Test("the configuration a worker gets is the run's, whole: a JSON round trip keeps every field")
+    func codableRoundTrip() throws {
+        var c = try RunConfiguration.parse("""
+            [system]
+            builtin = "lj"
+            cells = 5
+            [engine]
+            steps = 10
+            threads = 1
+            [forcefield]
+            plugin_options = "k=1"
+            [log]
+            format = "json"
+            """)
+        c.plugin = "/opt/p.so"
+        let back = try JSONDecoder().decode(RunConfiguration.self, from: try JSONEncoder().encode(c))
+        #expect(back == c)
     }
 }

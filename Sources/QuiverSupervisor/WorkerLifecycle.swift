@@ -1,0 +1,97 @@
+/// How a worker process ended, from its wait status.
+public enum WorkerExit: Equatable, Sendable, CustomStringConvertible {
+    case exited(code: Int32)
+    case killed(signal: Int32)
+    /// Reaped by someone else (a host calling waitpid(-1), or SIGCHLD ignored): status unknown.
+    case unknown
+
+    /// From a `waitpid` status word.
+    public init(waitStatus status: Int32) {
+        self = (status & 0x7f) == 0 ? .exited(code: (status >> 8) & 0xff) : .killed(signal: status & 0x7f)
+    }
+
+    /// Names of the signals a crashed or stopped worker is usually killed by.
+    static let signalNames: [Int32: String] = [
+        4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM", 2: "SIGINT",
+    ]
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "exit status \(code)"
+        case .killed(let signal): return "killed by signal \(signal)\(Self.signalNames[signal].map { " (\($0))" } ?? "")"
+        case .unknown: return "exit status 127"
+        }
+    }
+
+    var isSuccess: Bool { self == .exited(code: 0) }
+}
+
+/// The supervisor's decisions about one worker, without processes: what to do when it exits
+/// (restart after a delay, give up, or count the run as finished), and when the progress watchdog
+/// must kill it. `Supervisor` applies them (spawn, kill, log); tests drive this type directly.
+public struct WorkerLifecycle: Sendable, Equatable {
+    /// What to do about an exited worker.
+    public enum Decision: Equatable, Sendable {
+        /// The run is stopping: nothing.
+        case stopped
+        /// A worker whose clean exit ends the run finished.
+        case finished
+        /// Start it again after `delay` seconds (the `restarts`-th restart).
+        case restart(delay: Double, restarts: Int)
+        /// The restart policy gave up: the run stops with an error naming the worker.
+        case giveUp(restarts: Int)
+    }
+
+    public let policy: RestartPolicy
+    /// Whether a clean exit (status 0) ends the run.
+    public let exitEndsRun: Bool
+    /// Seconds without progress before the watchdog kills the worker; nil: no watchdog.
+    public let watchdog: Double?
+    public private(set) var restarts = 0
+    /// Monotonic times of the restarts made.
+    public private(set) var restartTimes: [Double] = []
+    public private(set) var lastExit: WorkerExit?
+    private var lastProgress: UInt64 = 0
+    private var lastProgressAt = 0.0
+
+    public init(policy: RestartPolicy, exitEndsRun: Bool, watchdog: Double?) {
+        self.policy = policy
+        self.exitEndsRun = exitEndsRun
+        self.watchdog = watchdog
+    }
+
+    /// The worker was (re)started at `now`, its progress counter at `progress`.
+    public mutating func started(at now: Double, progress: UInt64) {
+        lastProgress = progress
+        lastProgressAt = now
+    }
+
+    /// The worker exited at `now`, `stopping` when the run is being stopped.
+    public mutating func exited(_ exit: WorkerExit, at now: Double, stopping: Bool) -> Decision {
+        lastExit = exit
+        if stopping { return .stopped }
+        if exitEndsRun && exit.isSuccess { return .finished }
+        guard let delay = policy.delay(now: now, previousRestarts: restartTimes) else { return .giveUp(restarts: restarts) }
+        restarts += 1
+        restartTimes.append(now)
+        return .restart(delay: delay, restarts: restarts)
+    }
+
+    /// The watchdog, called with the worker's progress counter: true when it made no progress for
+    /// longer than `watchdog` seconds and must be killed (the clock then starts again, so one stall
+    /// is one kill).
+    public mutating func stalled(progress: UInt64, at now: Double) -> Bool {
+        guard let limit = watchdog else { return false }
+        if progress != lastProgress {
+            lastProgress = progress
+            lastProgressAt = now
+            return false
+        }
+        guard now - lastProgressAt > limit else { return false }
+        lastProgressAt = now
+        return true
+    }
+
+    /// Seconds since the last progress (for the log line).
+    public func secondsWithoutProgress(at now: Double) -> Double { now - lastProgressAt }
+}
