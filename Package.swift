@@ -154,6 +154,11 @@ let package = Package(
             name: "QuiverControlTests",
             dependencies: ["QuiverControl", "QuiverModel", "QuiverZMQ"]
         ),
+        // The engine's command handling (EngineControl) driven directly, without processes.
+        .testTarget(
+            name: "QuiverWorkersTests",
+            dependencies: ["QuiverWorkers", "QuiverEngine", "QuiverModel", "QuiverSharedMemory", "QuiverControl"]
+        ),
         .testTarget(
             name: "QuiverCLITests",
             dependencies: ["QuiverEngine", "QuiverSharedMemory", "QuiverSupervisor", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverServer", "QuiverWorkers", "QuiverZMQ"]
