@@ -3,10 +3,12 @@ import PackageDescription
 
 let package = Package(
     name: "Quiver",
-    platforms: [.macOS(.v13)],
+    // Linux only (the code uses Glibc, eventfd, signalfd, POSIX shared memory).
     products: [
         .executable(name: "quiver", targets: ["quiver"]),
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
+        // The value types engine and control share: interactions, parameters, engine commands and replies.
+        .library(name: "QuiverModel", targets: ["QuiverModel"]),
         .library(name: "QuiverSharedMemory", targets: ["QuiverSharedMemory"]),
         .library(name: "QuiverWire", targets: ["QuiverWire"]),
         .library(name: "QuiverZMQ", targets: ["QuiverZMQ"]),
@@ -54,10 +56,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        // The Swift engine API: systems, force fields, integrators, simulations.
+        // The value types the engine and the control side share, with no dependencies: interactions
+        // and their validation, parameters and ranges, EngineError, the typed engine command and reply.
+        .target(name: "QuiverModel"),
+        // The Swift engine API: systems, force fields, integrators, simulations (re-exports QuiverModel).
         .target(
             name: "QuiverEngine",
-            dependencies: ["CQuiverCore", "CQuiverPlugin"]
+            dependencies: ["CQuiverCore", "CQuiverPlugin", "QuiverModel"]
         ),
         // POSIX shared-memory segments of a run, in Swift.
         .target(
@@ -78,7 +83,7 @@ let package = Package(
         // broadcaster, the heartbeat, the control worker.
         .target(
             name: "QuiverWorkers",
-            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverLog", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
+            dependencies: ["CQuiverOS", "QuiverConfig", "QuiverEngine", "QuiverLog", "QuiverModel", "QuiverSharedMemory", "QuiverWire", "QuiverZMQ", "QuiverControl"]
         ),
         // The run configuration: defaults, a TOML file, flags; validated in one place.
         .target(
@@ -114,9 +119,10 @@ let package = Package(
         ),
         // The control channel's logic: signed requests and replies, replay and rate limits, the
         // command catalogue, shared state with locks, and a command client (docs/control.md).
+        // It does not link the engine: the types both use are in QuiverModel (re-exported).
         .target(
             name: "QuiverControl",
-            dependencies: ["CSodium", "QuiverEngine", "QuiverZMQ"]
+            dependencies: ["CSodium", "QuiverModel", "QuiverZMQ"]
         ),
         // The server's resources (run directory, segment, sockets) and the embedding `Session`.
         .target(
@@ -157,7 +163,12 @@ let package = Package(
         ),
         .testTarget(
             name: "QuiverControlTests",
-            dependencies: ["QuiverControl", "QuiverEngine", "QuiverZMQ"]
+            dependencies: ["QuiverControl", "QuiverModel", "QuiverZMQ"]
+        ),
+        // The engine's command handling (EngineControl) driven directly, without processes.
+        .testTarget(
+            name: "QuiverWorkersTests",
+            dependencies: ["QuiverWorkers", "QuiverEngine", "QuiverLog", "QuiverModel", "QuiverSharedMemory", "QuiverControl"]
         ),
         .testTarget(
             name: "QuiverCLITests",

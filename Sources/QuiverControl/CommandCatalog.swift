@@ -1,5 +1,3 @@
-import QuiverEngine
-
 /// The JSON type an argument takes.
 public enum ArgumentType: String, Sendable, CaseIterable {
     case integer
@@ -16,41 +14,6 @@ public enum ArgumentType: String, Sendable, CaseIterable {
     case object
     /// An object of numbers: `{name: number}`.
     case numbers = "{string: number}"
-}
-
-/// An interval of allowed numbers, each end open or closed (nil: unbounded).
-public struct ArgumentRange: Sendable, Equatable {
-    public var minimum: Double?
-    public var maximum: Double?
-    public var exclusiveMinimum: Bool
-    public var exclusiveMaximum: Bool
-
-    public init(minimum: Double? = nil, maximum: Double? = nil, exclusiveMinimum: Bool = false, exclusiveMaximum: Bool = false) {
-        self.minimum = minimum
-        self.maximum = maximum
-        self.exclusiveMinimum = exclusiveMinimum
-        self.exclusiveMaximum = exclusiveMaximum
-    }
-
-    /// [lo, hi]
-    public static func closed(_ lo: Double, _ hi: Double) -> ArgumentRange { ArgumentRange(minimum: lo, maximum: hi) }
-    /// (lo, hi]
-    public static func leftOpen(_ lo: Double, _ hi: Double) -> ArgumentRange { ArgumentRange(minimum: lo, maximum: hi, exclusiveMinimum: true) }
-
-    /// Whether `x` is finite and inside.
-    public func contains(_ x: Double) -> Bool {
-        guard x.isFinite else { return false }
-        if let minimum, exclusiveMinimum ? !(x > minimum) : !(x >= minimum) { return false }
-        if let maximum, exclusiveMaximum ? !(x < maximum) : !(x <= maximum) { return false }
-        return true
-    }
-
-    /// Interval notation: `(0, 100000]`, `[0, inf)`.
-    public var text: String {
-        let lo = minimum.map(formatNumber) ?? "-inf"
-        let hi = maximum.map(formatNumber) ?? "inf"
-        return "\(exclusiveMinimum || minimum == nil ? "(" : "[")\(lo), \(hi)\(exclusiveMaximum || maximum == nil ? ")" : "]")"
-    }
 }
 
 /// One argument of a command.
@@ -108,75 +71,13 @@ public struct CommandSpec: Sendable, Equatable {
     }
 }
 
-/// A simulation parameter that `get` reads and `set` changes (the read-only ones only `get`).
-public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable {
-    case temperature
-    case friction
-    case timestep
-    case frameInterval = "frame_interval"
-    case maxStepsPerSecond = "max_steps_per_second"
-    case maxFramesPerSecond = "max_frames_per_second"
-    case step
-    case time
-    case paused
-    case atoms
-
-    public static func < (a: Parameter, b: Parameter) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
-    }
-
-    /// Whether `set` may change it.
-    public var isWritable: Bool { range != nil }
-
-    /// Allowed values for `set` (nil: read-only).
-    public var range: ArgumentRange? {
-        switch self {
-        case .temperature: return .leftOpen(0, 1e5)
-        case .friction: return .closed(0, 1e4)
-        case .timestep: return .leftOpen(0, 0.1)
-        case .frameInterval: return .closed(1, 1_000_000)
-        case .maxStepsPerSecond: return .closed(0, 1e9)
-        case .maxFramesPerSecond: return .closed(0, 1e4)
-        case .step, .time, .paused, .atoms: return nil
-        }
-    }
-
-    /// Whether the value is a whole number.
-    public var isInteger: Bool { self == .frameInterval || self == .step || self == .atoms }
-
+// `Parameter` (names, ranges, units) is in QuiverModel: the engine checks `set` against the same
+// ranges. What the catalogue adds is its JSON type and its entry in `list`.
+extension Parameter {
     /// The JSON type of its value.
     public var type: ArgumentType {
-        switch self {
-        case .paused: return .boolean
-        default: return isInteger ? .integer : .number
-        }
-    }
-
-    public var unit: String {
-        switch self {
-        case .temperature: return "K"
-        case .friction: return "1/ps"
-        case .timestep, .time: return "ps"
-        case .frameInterval: return "steps"
-        case .maxStepsPerSecond: return "steps/s"
-        case .maxFramesPerSecond: return "frames/s"
-        case .step, .paused, .atoms: return ""
-        }
-    }
-
-    public var summary: String {
-        switch self {
-        case .temperature: return "thermostat temperature"
-        case .friction: return "Langevin friction coefficient (0: no thermostat coupling)"
-        case .timestep: return "integration timestep"
-        case .frameInterval: return "steps between published frames"
-        case .maxStepsPerSecond: return "cap on the simulation speed (0: unlimited)"
-        case .maxFramesPerSecond: return "cap on published frames per second (0: unlimited)"
-        case .step: return "current step (read-only)"
-        case .time: return "current simulation time (read-only)"
-        case .paused: return "whether the dynamics is paused (read-only; use play/pause)"
-        case .atoms: return "number of atoms (read-only)"
-        }
+        if isBoolean { return .boolean }
+        return isInteger ? .integer : .number
     }
 
     public var json: JSONValue {
@@ -191,23 +92,15 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable {
 }
 
 /// A command parsed and validated: every argument present (defaults filled in), typed, in range.
+///
+/// The commands the engine applies are one `EngineCommand` from here to the engine; the control
+/// worker answers the others itself.
 public enum ParsedCommand: Sendable, Equatable {
-    case play
-    case pause
-    case reset
+    /// Posted to the engine through the command ring, as it is.
+    case engine(EngineCommand)
     case list
-    /// Keep the client's session and its interactions alive.
-    case renew
-    /// The client leaves.
+    /// The client leaves (the control worker ends its session, and posts `EngineCommand.clientLeft`).
     case bye
-    case step(count: Int)
-    /// nil: every parameter. Otherwise the names asked for, in order, without repeats.
-    case get(names: [Parameter]?)
-    case set(values: [Parameter: Double])
-    /// An interaction, validated against the atom count, and its lease in seconds.
-    case interactionSet(Interaction, lease: Double)
-    case interactionRemove(id: String)
-    case interactionList
     /// nil: every key.
     case stateGet(keys: [String]?)
     case stateUpdate(set: [String: JSONValue], persist: Bool)
@@ -216,15 +109,17 @@ public enum ParsedCommand: Sendable, Equatable {
 }
 
 /// The command catalogue: what `list` returns, and strict parsing of requests into `ParsedCommand`.
+///
+/// Ranges and defaults the engine also checks are constants of QuiverModel (`EngineCommand`,
+/// `InteractionRequest`, `Interaction`, `Parameter`); the catalogue lists them, it does not own them.
 public enum CommandCatalog {
-    static let interactionIDRange = ArgumentRange.closed(1, Double(Interaction.maxIDLength))
-
     /// Every command, in the order `list` gives them.
     public static let commands: [CommandSpec] = [
         CommandSpec("play", "run the dynamics"),
         CommandSpec("pause", "pause the dynamics (interactions stay, frames stop changing)"),
         CommandSpec("step", "advance a paused simulation by some steps, then pause", [
-            ArgumentSpec("count", .integer, default: 1, range: .closed(1, 1_000_000_000), summary: "steps to take"),
+            ArgumentSpec("count", .integer, default: .number(Double(EngineCommand.defaultStepCount)), range: EngineCommand.stepCountRange,
+                         summary: "steps to take"),
         ]),
         CommandSpec("reset", "restore the initial positions and velocities and end every interaction; the step counter and time keep counting up"),
         CommandSpec("get", "read simulation parameters", [
@@ -240,12 +135,12 @@ public enum CommandCatalog {
             ArgumentSpec("position", .vector3, required: true, summary: "the point pulled toward, nm"),
             ArgumentSpec("particles", .integers, required: true, range: ArgumentRange(minimum: 0),
                          summary: "atom indices (0-based, unique, 1...\(Interaction.maxParticles))"),
-            ArgumentSpec("scale", .number, default: 1, range: ArgumentRange(minimum: 0), summary: "strength: kJ/mol (gaussian), kJ/mol/nm^2 (spring), kJ/mol/nm (constant)"),
+            ArgumentSpec("scale", .number, default: 1, range: Interaction.scaleRange, summary: "strength: kJ/mol (gaussian), kJ/mol/nm^2 (spring), kJ/mol/nm (constant)"),
             ArgumentSpec("mass_weighted", .boolean, default: true, summary: "split the force in proportion to mass (else equally)"),
-            ArgumentSpec("max_force", .number, default: .number(Interaction.defaultMaxForce), range: ArgumentRange(minimum: 0, exclusiveMinimum: true),
+            ArgumentSpec("max_force", .number, default: .number(Interaction.defaultMaxForce), range: Interaction.maxForceRange,
                          summary: "clip each force component on each particle to this, kJ/mol/nm"),
             ArgumentSpec("reset_velocities", .boolean, default: false, summary: "when it ends, draw new velocities for its particles at the thermostat temperature"),
-            ArgumentSpec("lease", .number, default: 3, range: .closed(0.1, 600), summary: "seconds the interaction lasts unless set again or renewed"),
+            ArgumentSpec("lease", .number, default: .number(InteractionRequest.defaultLease), range: InteractionRequest.leaseRange, summary: "seconds the interaction lasts unless set again or renewed"),
         ]),
         CommandSpec("interaction.remove", "end one of the client's interactions", [
             ArgumentSpec("id", .string, required: true, summary: "the interaction's id"),
@@ -301,17 +196,17 @@ public enum CommandCatalog {
         }
         let a = try Arguments(spec: spec, args: args)
         switch command {
-        case "play": return .play
-        case "pause": return .pause
-        case "reset": return .reset
+        case "play": return .engine(.play)
+        case "pause": return .engine(.pause)
+        case "reset": return .engine(.reset)
         case "list": return .list
-        case "renew": return .renew
+        case "renew": return .engine(.renew)
         case "bye": return .bye
-        case "interaction.list": return .interactionList
+        case "interaction.list": return .engine(.interactionList)
         case "step":
-            return .step(count: try a.integer("count")!)
+            return .engine(.step(count: try a.integer("count")!))
         case "get":
-            guard let names = try a.strings("names") else { return .get(names: nil) }
+            guard let names = try a.strings("names") else { return .engine(.get(names: nil)) }
             guard !names.isEmpty else { throw a.error("names", "must not be empty (leave it out for every parameter)") }
             var parameters: [Parameter] = []
             for name in names {
@@ -320,7 +215,7 @@ public enum CommandCatalog {
                 }
                 if !parameters.contains(p) { parameters.append(p) }
             }
-            return .get(names: parameters)
+            return .engine(.get(names: parameters))
         case "set":
             let values = try a.object("values")!
             guard !values.isEmpty else { throw a.error("values", "must set at least one parameter") }
@@ -338,7 +233,7 @@ public enum CommandCatalog {
                 }
                 result[p] = x
             }
-            return .set(values: result)
+            return .engine(.set(values: result))
         case "interaction.set":
             let particles = try a.integers("particles")!
             let interaction = Interaction(
@@ -352,19 +247,17 @@ public enum CommandCatalog {
                 resetVelocities: try a.bool("reset_velocities")!)
             do {
                 try interaction.validate(atomCount: atomCount)
-            } catch let error as EngineError {
+            } catch {
                 if case .invalidParameter(let message) = error { throw .invalidArgument("interaction.set: \(message)") }
                 throw .invalidArgument("interaction.set: \(error)")
-            } catch {
-                throw .invalidArgument("interaction.set: \(error)")
             }
-            return .interactionSet(interaction, lease: try a.number("lease")!)
+            return .engine(.interactionSet(InteractionRequest(interaction, lease: try a.number("lease")!)))
         case "interaction.remove":
             let id = try a.string("id")!
-            guard interactionIDRange.contains(Double(id.utf8.count)) else {
+            guard Interaction.idLengthRange.contains(Double(id.utf8.count)) else {
                 throw a.error("id", "must be 1...\(Interaction.maxIDLength) bytes, got \(id.utf8.count)")
             }
-            return .interactionRemove(id: id)
+            return .engine(.interactionRemove(id: id))
         case "state.get":
             guard let keys = try a.strings("keys") else { return .stateGet(keys: nil) }
             try a.validateKeys("keys", keys)
@@ -512,10 +405,7 @@ struct Arguments {
 }
 
 /// A number as people write it: integers without a fraction.
-func formatNumber(_ x: Double) -> String {
-    if x.isFinite && x == x.rounded() && abs(x) < 1e15 { return String(Int64(x)) }
-    return "\(x)"
-}
+func formatNumber(_ x: Double) -> String { ArgumentRange.text(of: x) }
 
 private func article(_ type: ArgumentType) -> String {
     switch type {

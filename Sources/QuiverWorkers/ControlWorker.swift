@@ -176,12 +176,9 @@ public final class ControlWorker: Worker {
                 reply(identity, .success(id: request.id, ["version": .number(Double(store.version))]))
             case .bye:
                 clientLeft(client)
-                try post(EngineCommand(kind: .clientLeft, client: client), identity: identity, requestID: request.id)
-            default:
-                guard let engine = engineCommand(command, client: client) else {
-                    throw ControlError(.internal, "command '\(request.command)' has no engine form")
-                }
-                try post(engine, identity: identity, requestID: request.id)
+                try post(PostedCommand(.clientLeft, client: client), identity: identity, requestID: request.id)
+            case .engine(let engine):
+                try post(PostedCommand(engine, client: client), identity: identity, requestID: request.id)
             }
         } catch {
             var e = error
@@ -206,28 +203,14 @@ public final class ControlWorker: Worker {
         store = next
     }
 
-    /// The engine's form of a command it applies; nil for those the control worker answers itself.
-    func engineCommand(_ c: ParsedCommand, client: String) -> EngineCommand? {
-        switch c {
-        case .play: return EngineCommand(kind: .play, client: client)
-        case .pause: return EngineCommand(kind: .pause, client: client)
-        case .reset: return EngineCommand(kind: .reset, client: client)
-        case .renew: return EngineCommand(kind: .renew, client: client)
-        case .step(let n): return EngineCommand(kind: .step, client: client, count: n)
-        case .get(let names): return EngineCommand(kind: .get, client: client, names: names?.map(\.rawValue))
-        case .set(let values):
-            return EngineCommand(kind: .set, client: client, values: Dictionary(uniqueKeysWithValues: values.map { ($0.key.rawValue, $0.value) }))
-        case .interactionSet(let i, let lease): return EngineCommand(kind: .interactionSet, client: client, interaction: InteractionSpec(i, lease: lease))
-        case .interactionRemove(let id): return EngineCommand(kind: .interactionRemove, client: client, id: id)
-        case .interactionList: return EngineCommand(kind: .interactionList, client: client)
-        case .list, .bye, .stateGet, .stateUpdate, .stateLock, .stateUnlock: return nil
-        }
-    }
-
     /// Posts a command into the ring and wakes the engine; the reply goes out when it is applied.
-    func post(_ command: EngineCommand, identity: [UInt8]?, requestID: String) throws(ControlError) {
+    func post(_ command: PostedCommand, identity: [UInt8]?, requestID: String) throws(ControlError) {
+        let payload: [UInt8]
+        do { payload = try command.encoded() } catch {
+            throw ControlError(.internal, "the command could not be encoded for the engine: \(error)")
+        }
         let seq: UInt64
-        do { seq = try segment.postCommand(command.encoded()) } catch {
+        do { seq = try segment.postCommand(payload) } catch {
             switch error {
             case .full: throw ControlError(.unavailable, "the engine is not taking commands (\(segment.layout.commandSlots) are waiting); is it running?")
             case .tooLarge(let bytes, let capacity):
@@ -259,17 +242,12 @@ public final class ControlWorker: Worker {
         }
     }
 
+    /// The client's reply to a command the engine finished (docs/control.md, "Results").
     func engineReply(_ r: SharedSegment.CommandResult, requestID: String) -> CommandReply {
-        guard let reply = try? JSONDecoder().decode(EngineReply.self, from: Data(r.reply)) else {
+        guard let reply = try? EngineReply.decode(r.reply) else {
             return .failure(ControlError(.internal, "unreadable engine reply", requestID: requestID))
         }
-        if let error = reply.error { return .failure(ControlError(.refused, error, requestID: requestID)) }
-        var result: [String: JSONValue] = [:]
-        if let text = reply.result, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), case .object(let object) = value {
-            result = object
-        }
-        result["applied_step"] = .number(Double(reply.appliedStep))
-        return .success(id: requestID, .object(result))
+        return reply.commandReply(requestID: requestID)
     }
 
     // MARK: sessions
@@ -283,7 +261,7 @@ public final class ControlWorker: Worker {
     func housekeeping(now: Double) {
         for client in sessions.expired(now: now, lease: sessionLease) {
             clientLeft(client)
-            try? post(EngineCommand(kind: .clientLeft, client: client), identity: nil, requestID: "")
+            try? post(PostedCommand(.clientLeft, client: client), identity: nil, requestID: "")
         }
         var next = store
         next.expire(now: now)

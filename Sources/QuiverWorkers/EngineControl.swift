@@ -1,8 +1,8 @@
 import CQuiverOS
 import Foundation
 import QuiverLog
-import QuiverControl
 import QuiverEngine
+import QuiverModel
 import QuiverSharedMemory
 
 #if canImport(Glibc)
@@ -39,7 +39,7 @@ public final class EngineControl {
 
     /// An interaction with its owner and lease.
     struct Active: Codable {
-        var spec: InteractionSpec
+        var request: InteractionRequest
         var owner: String
         /// CLOCK_MONOTONIC nanoseconds after which it ends unless renewed.
         var deadline: UInt64
@@ -90,8 +90,8 @@ public final class EngineControl {
         for (name, value) in saved.parameters { try? dynamics.setParameter(name, to: value) }
         var kept: [Active] = []
         for a in saved.interactions {
-            guard let forces = dynamics.interactiveForces, let i = try? a.spec.interaction(atomCount: dynamics.atomCount) else { continue }
-            if (try? forces.set(i)) != nil { kept.append(a) }
+            guard let forces = dynamics.interactiveForces, (try? a.request.validate(atomCount: dynamics.atomCount)) != nil else { continue }
+            if (try? forces.set(a.request.interaction)) != nil { kept.append(a) }
         }
         state.interactions = kept
         dynamics.interactiveForces?.work = saved.work
@@ -132,7 +132,8 @@ public final class EngineControl {
 
     // MARK: commands
 
-    /// Applies every command posted since the last call, in order. Returns how many.
+    /// Applies every command posted since the last call, in order, and writes each reply into its
+    /// slot. Returns how many.
     @discardableResult
     public func processCommands() -> Int {
         guard let segment else { return 0 }
@@ -143,15 +144,13 @@ public final class EngineControl {
             guard let payload = segment.takeCommand(seq) else { continue }
             let reply: EngineReply
             do {
-                let command = try EngineCommand.decode(payload)
-                reply = try apply(command)
-            } catch let error as EngineError {
-                reply = EngineReply(appliedStep: dynamics.step, error: error.description)
+                let posted = try PostedCommand.decode(payload)
+                reply = apply(posted.command, client: posted.client)
             } catch {
-                reply = EngineReply(appliedStep: dynamics.step, error: "the engine could not read the command: \(error)")
+                reply = .refused("the engine could not read the command: \(error)", step: dynamics.step)
             }
-            let bytes = (try? JSONEncoder().encode(reply)).map(Array.init) ?? []
-            segment.finishCommand(seq, status: reply.error == nil ? 0 : 1, appliedStep: UInt64(max(0, reply.appliedStep)), reply: bytes)
+            let bytes = (try? reply.encoded()) ?? []
+            segment.finishCommand(seq, status: reply.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, reply.appliedStep)), reply: bytes)
             applied += 1
         }
         if applied > 0 {
@@ -161,29 +160,41 @@ public final class EngineControl {
         return applied
     }
 
-    /// Applies one command now (between steps) and says when it took effect.
-    public func apply(_ c: EngineCommand) throws -> EngineReply {
+    /// Applies one command now (between steps) on behalf of `client` and says when it took effect
+    /// and what it did, or why the engine refused it (nothing changed then).
+    public func apply(_ command: EngineCommand, client: String) -> EngineReply {
         let step = dynamics.step
-        switch c.kind {
+        do {
+            return .applied(try perform(command, client: client), step: step)
+        } catch let error as EngineError {
+            return .refused(error.description, step: dynamics.step)
+        } catch {
+            return .refused("\(error)", step: dynamics.step)
+        }
+    }
+
+    /// Does what `command` says; throws `EngineError` when the engine refuses it.
+    func perform(_ command: EngineCommand, client: String) throws -> EngineResult {
+        let step = dynamics.step
+        switch command {
         case .play:
             if state.paused || state.pauseAtStep != nil { dirty = true }
             state.paused = false
             state.pauseAtStep = nil
-            return EngineReply(appliedStep: step, result: json(["paused": false]))
+            return .paused(false)
         case .pause:
             if !state.paused || state.pauseAtStep != nil { dirty = true }
             state.paused = true
             state.pauseAtStep = nil
-            return EngineReply(appliedStep: step, result: json(["paused": true]))
-        case .step:
-            let n = c.count ?? 1
-            if let range = CommandCatalog.spec("step")?.argument("count")?.range, !range.contains(Double(n)) {
-                throw EngineError.invalidParameter("step count must be in \(range.text), got \(n)")
+            return .paused(true)
+        case .step(let n):
+            guard EngineCommand.stepCountRange.contains(Double(n)) else {
+                throw EngineError.invalidParameter("step count must be in \(EngineCommand.stepCountRange.text), got \(n)")
             }
             state.paused = false
             state.pauseAtStep = step + n
             dirty = true
-            return EngineReply(appliedStep: step, result: json(["until_step": step + n]))
+            return .stepping(untilStep: step + n)
         case .reset:
             guard let initial else { throw EngineError.invalidParameter("\(dynamics.name) cannot be reset (it cannot save its state)") }
             var s = initial
@@ -191,92 +202,104 @@ public final class EngineControl {
             s.time = dynamics.time
             try dynamics.restoreState(s)
             positionsChanged = true
-            for a in state.interactions { _ = dynamics.interactiveForces?.remove(id: a.spec.id) }
+            for a in state.interactions { _ = dynamics.interactiveForces?.remove(id: a.request.id) }
             state.interactions = []
             dirty = true
-            return EngineReply(appliedStep: step, result: json(["reset": true]))
-        case .get:
-            return EngineReply(appliedStep: step, result: try json(parameters(c.names)))
-        case .set:
-            guard let values = c.values, !values.isEmpty else { throw EngineError.invalidParameter("set needs at least one value") }
+            return .reset
+        case .get(let names):
+            return .parameters(try parameters(names))
+        case .set(let values):
+            guard !values.isEmpty else { throw EngineError.invalidParameter("set needs at least one value") }
             try set(values)
             dirty = true
-            return EngineReply(appliedStep: step, result: try json(parameters(Array(values.keys))))
-        case .interactionSet:
-            guard let spec = c.interaction else { throw EngineError.invalidParameter("interaction.set needs an interaction") }
+            return .parameters(try parameters(values.keys.sorted()))
+        case .interactionSet(let request):
             guard let forces = dynamics.interactiveForces else {
                 throw EngineError.invalidParameter("\(dynamics.name) takes no interactive forces")
             }
-            let interaction = try spec.interaction(atomCount: dynamics.atomCount)
-            if let k = state.interactions.firstIndex(where: { $0.spec.id == spec.id }) {
-                guard state.interactions[k].owner == c.client else {
-                    throw EngineError.invalidParameter("interaction '\(spec.id)' belongs to another client (\(state.interactions[k].owner))")
+            try request.validate(atomCount: dynamics.atomCount)
+            let deadline = Clock.monotonicNanoseconds + UInt64(request.lease * 1e9)
+            if let k = state.interactions.firstIndex(where: { $0.request.id == request.id }) {
+                guard state.interactions[k].owner == client else {
+                    throw EngineError.invalidParameter("interaction '\(request.id)' belongs to another client (\(state.interactions[k].owner))")
                 }
-                try forces.set(interaction)
-                state.interactions[k].spec = spec
-                state.interactions[k].deadline = Clock.monotonicNanoseconds + UInt64(spec.lease * 1e9)
+                try forces.set(request.interaction)
+                state.interactions[k].request = request
+                state.interactions[k].deadline = deadline
             } else {
                 guard state.interactions.count < Self.maxInteractions else {
                     throw EngineError.invalidParameter("\(Self.maxInteractions) interactions are active already")
                 }
-                try forces.set(interaction)
-                state.interactions.append(Active(spec: spec, owner: c.client, deadline: Clock.monotonicNanoseconds + UInt64(spec.lease * 1e9)))
+                try forces.set(request.interaction)
+                state.interactions.append(Active(request: request, owner: client, deadline: deadline))
             }
             dirty = true
-            return EngineReply(appliedStep: step, result: json(["id": spec.id, "active": state.interactions.count]))
-        case .interactionRemove:
-            guard let id = c.id else { throw EngineError.invalidParameter("interaction.remove needs an id") }
-            guard let k = state.interactions.firstIndex(where: { $0.spec.id == id }) else {
+            return .interaction(id: request.id, active: state.interactions.count)
+        case .interactionRemove(let id):
+            guard let k = state.interactions.firstIndex(where: { $0.request.id == id }) else {
                 throw EngineError.invalidParameter("no interaction '\(id)'")
             }
-            guard state.interactions[k].owner == c.client else {
+            guard state.interactions[k].owner == client else {
                 throw EngineError.invalidParameter("interaction '\(id)' belongs to another client (\(state.interactions[k].owner))")
             }
             end(at: k, reason: "removed")
-            return EngineReply(appliedStep: step, result: json(["id": id, "active": state.interactions.count]))
+            return .interaction(id: id, active: state.interactions.count)
         case .interactionList:
             let now = Clock.monotonicNanoseconds
-            let list: [[String: Any]] = state.interactions.map { a in
-                ["id": a.spec.id, "type": a.spec.type.rawValue, "owner": a.owner, "particles": a.spec.particles.count,
-                 "position": a.spec.position, "scale": a.spec.scale,
-                 "expires_in": Double(a.deadline > now ? a.deadline - now : 0) / 1e9]
+            let entries = state.interactions.map { a in
+                let i = a.request.interaction
+                return InteractionListing.Entry(id: i.id, kind: i.kind, owner: a.owner, particles: i.particles.count, position: i.position,
+                                                scale: i.scale, expiresIn: Double(a.deadline > now ? a.deadline - now : 0) / 1e9)
             }
-            return EngineReply(appliedStep: step, result: json(["interactions": list, "user_energy": dynamics.interactiveForces?.energy ?? 0,
-                                                               "user_work": dynamics.interactiveForces?.work ?? 0]))
+            return .interactions(InteractionListing(interactions: entries, userEnergy: dynamics.interactiveForces?.energy ?? 0,
+                                                    userWork: dynamics.interactiveForces?.work ?? 0))
         case .renew:
             let now = Clock.monotonicNanoseconds
             var renewed = 0
-            for k in state.interactions.indices where state.interactions[k].owner == c.client {
-                state.interactions[k].deadline = now + UInt64(state.interactions[k].spec.lease * 1e9)
+            for k in state.interactions.indices where state.interactions[k].owner == client {
+                state.interactions[k].deadline = now + UInt64(state.interactions[k].request.lease * 1e9)
                 renewed += 1
             }
             if renewed > 0 { dirty = true }
-            return EngineReply(appliedStep: step, result: json(["renewed": renewed]))
+            return .renewed(renewed)
         case .clientLeft:
             var ended = 0
-            while let k = state.interactions.firstIndex(where: { $0.owner == c.client }) {
+            while let k = state.interactions.firstIndex(where: { $0.owner == client }) {
                 end(at: k, reason: "its client left")
                 ended += 1
             }
-            return EngineReply(appliedStep: step, result: json(["ended": ended]))
+            return .ended(ended)
         }
     }
 
-    /// The run parameters by name (all when `names` is nil).
-    func parameters(_ names: [String]?) throws -> [String: Any] {
-        var all: [String: Any] = [
-            "frame_interval": state.frameInterval, "max_steps_per_second": state.maxStepsPerSecond,
-            "max_frames_per_second": state.maxFramesPerSecond, "step": dynamics.step, "time": dynamics.time,
-            "paused": state.paused, "atoms": dynamics.atomCount,
-        ]
-        for (k, v) in dynamics.parameters() { all[k] = v }
-        guard let names else { return all }
-        var out: [String: Any] = [:]
-        for n in names {
-            if let v = all[n] { out[n] = v } else if ["temperature", "friction"].contains(n) {
-                out[n] = NSNull() // the dynamics has no thermostat
+    /// The run parameters asked for (all the run has when `names` is nil). `temperature` and
+    /// `friction` asked for by name on a run without a thermostat are `.unavailable`.
+    func parameters(_ names: [Parameter]?) throws -> [Parameter: ParameterValue] {
+        let own = dynamics.parameters()
+        func value(_ p: Parameter) -> ParameterValue? {
+            switch p {
+            case .frameInterval: return .number(Double(state.frameInterval))
+            case .maxStepsPerSecond: return .number(state.maxStepsPerSecond)
+            case .maxFramesPerSecond: return .number(state.maxFramesPerSecond)
+            case .step: return .number(Double(dynamics.step))
+            case .time: return .number(dynamics.time)
+            case .paused: return .bool(state.paused)
+            case .atoms: return .number(Double(dynamics.atomCount))
+            case .temperature, .friction, .timestep: return own[p.rawValue].map(ParameterValue.number)
+            }
+        }
+        var out: [Parameter: ParameterValue] = [:]
+        guard let names else {
+            for p in Parameter.allCases { out[p] = value(p) }
+            return out
+        }
+        for p in names {
+            if let v = value(p) {
+                out[p] = v
+            } else if p.needsThermostat {
+                out[p] = .unavailable // the dynamics has no thermostat
             } else {
-                throw EngineError.invalidParameter("no parameter '\(n)'")
+                throw EngineError.invalidParameter("no parameter '\(p.rawValue)'")
             }
         }
         return out
@@ -285,52 +308,54 @@ public final class EngineControl {
     /// Parameters the engine loop keeps itself; the others belong to the dynamics.
     static let loopParameters: Set<Parameter> = [.frameInterval, .maxStepsPerSecond, .maxFramesPerSecond]
 
-    /// Applies every value or none. Ranges are the control catalogue's (`Parameter.range`): the
-    /// control worker checked them already; the engine checks again and never trusts the ring.
-    func set(_ values: [String: Double]) throws {
-        for (name, v) in values {
-            guard let p = Parameter(rawValue: name), let range = p.range else { throw EngineError.invalidParameter("no settable parameter '\(name)'") }
+    /// Applies every value or none. Ranges are `Parameter.range` (QuiverModel): the control worker
+    /// checked them already; the engine checks again and never trusts the ring.
+    func set(_ values: [Parameter: Double]) throws {
+        let ordered = values.sorted { $0.key.rawValue < $1.key.rawValue }
+        for (p, v) in ordered {
+            guard let range = p.range else { throw EngineError.invalidParameter("no settable parameter '\(p.rawValue)'") }
             guard range.contains(v), !p.isInteger || v == v.rounded() else {
-                throw EngineError.invalidParameter("\(name) must be \(p.isInteger ? "an integer " : "")in \(range.text), got \(v)")
+                throw EngineError.invalidParameter("\(p.rawValue) must be \(p.isInteger ? "an integer " : "")in \(range.text), got \(v)")
             }
-            if !Self.loopParameters.contains(p) && dynamics.parameters()[name] == nil {
-                if p == .temperature || p == .friction {
-                    throw EngineError.invalidParameter("\(name) needs a thermostat; \(dynamics.name) has none (velocity Verlet runs NVE)")
+            if !Self.loopParameters.contains(p) && dynamics.parameters()[p.rawValue] == nil {
+                if p.needsThermostat {
+                    throw EngineError.invalidParameter("\(p.rawValue) needs a thermostat; \(dynamics.name) has none (velocity Verlet runs NVE)")
                 }
-                throw EngineError.invalidParameter("\(dynamics.name) has no parameter '\(name)'")
+                throw EngineError.invalidParameter("\(dynamics.name) has no parameter '\(p.rawValue)'")
             }
         }
         let before = dynamics.parameters()
         do {
-            for (name, v) in values.sorted(by: { $0.key < $1.key }) where !Self.loopParameters.contains(where: { $0.rawValue == name }) {
-                try dynamics.setParameter(name, to: v)
-                state.parameters[name] = v
+            for (p, v) in ordered where !Self.loopParameters.contains(p) {
+                try dynamics.setParameter(p.rawValue, to: v)
+                state.parameters[p.rawValue] = v
             }
         } catch {
             for (name, v) in before { try? dynamics.setParameter(name, to: v) }
             throw error
         }
-        if let v = values["frame_interval"] { state.frameInterval = Int(v) }
-        if let v = values["max_steps_per_second"] { state.maxStepsPerSecond = v }
-        if let v = values["max_frames_per_second"] { state.maxFramesPerSecond = v }
+        if let v = values[.frameInterval] { state.frameInterval = Int(v) }
+        if let v = values[.maxStepsPerSecond] { state.maxStepsPerSecond = v }
+        if let v = values[.maxFramesPerSecond] { state.maxFramesPerSecond = v }
     }
 
     /// Ends the interaction at `k`; draws new velocities for its atoms when it asked for that.
     private func end(at k: Int, reason: String) {
         let a = state.interactions.remove(at: k)
-        _ = dynamics.interactiveForces?.remove(id: a.spec.id)
-        if a.spec.resetVelocities {
+        let i = a.request.interaction
+        _ = dynamics.interactiveForces?.remove(id: i.id)
+        if i.resetVelocities {
             let t = dynamics.parameters()["temperature"] ?? ((try? dynamics.energies().temperature) ?? 0)
             if t > 0 {
-                do { try dynamics.resetVelocities(of: a.spec.particles, temperature: t) } catch {
-                    logger.warning("could not reset the velocities of interaction '\(a.spec.id)': \(error)", metadata: ["interaction.id": "\(a.spec.id)"])
+                do { try dynamics.resetVelocities(of: i.particles, temperature: t) } catch {
+                    logger.warning("could not reset the velocities of interaction '\(i.id)': \(error)", metadata: ["interaction.id": "\(i.id)"])
                 }
             }
         }
         dirty = true
         if reason != "removed" {
-            logger.info("interaction '\(a.spec.id)' of \(a.owner) ended: \(reason)",
-                        metadata: ["interaction.id": "\(a.spec.id)", "interaction.owner": "\(a.owner)", "interaction.end": "\(reason)"])
+            logger.info("interaction '\(i.id)' of \(a.owner) ended: \(reason)",
+                        metadata: ["interaction.id": "\(i.id)", "interaction.owner": "\(a.owner)", "interaction.end": "\(reason)"])
         }
     }
 
@@ -349,7 +374,7 @@ public final class EngineControl {
     }
 
     /// Called after every step: pauses when a `step N` target is reached. Returns true then.
-    func afterStep() -> Bool {
+    public func afterStep() -> Bool {
         guard let target = state.pauseAtStep, dynamics.step >= target else { return false }
         state.pauseAtStep = nil
         state.paused = true
@@ -370,10 +395,5 @@ public final class EngineControl {
         } else {
             usleep(useconds_t(min(seconds, 0.002) * 1e6))
         }
-    }
-
-    private func json(_ object: [String: Any]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
     }
 }

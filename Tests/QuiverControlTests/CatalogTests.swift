@@ -1,5 +1,5 @@
 import QuiverControl
-import QuiverEngine
+import QuiverModel
 import Testing
 
 @Suite("Command catalogue")
@@ -21,13 +21,13 @@ struct CatalogTests {
 
     @Test("commands without arguments; unknown arguments are rejected")
     func simple() throws {
-        #expect(try parse("play") == .play)
-        #expect(try parse("pause") == .pause)
-        #expect(try parse("reset") == .reset)
+        #expect(try parse("play") == .engine(.play))
+        #expect(try parse("pause") == .engine(.pause))
+        #expect(try parse("reset") == .engine(.reset))
         #expect(try parse("list") == .list)
-        #expect(try parse("renew") == .renew)
+        #expect(try parse("renew") == .engine(.renew))
         #expect(try parse("bye") == .bye)
-        #expect(try parse("interaction.list") == .interactionList)
+        #expect(try parse("interaction.list") == .engine(.interactionList))
         invalid("play", ["speed": 2], "play: unknown argument 'speed'; it takes none")
     }
 
@@ -43,9 +43,9 @@ struct CatalogTests {
 
     @Test("step: default 1, integer in [1, 1e9]")
     func step() throws {
-        #expect(try parse("step") == .step(count: 1))
-        #expect(try parse("step", ["count": 1_000_000_000]) == .step(count: 1_000_000_000))
-        #expect(try parse("step", ["count": nil]) == .step(count: 1))   // null counts as absent
+        #expect(try parse("step") == .engine(.step(count: 1)))
+        #expect(try parse("step", ["count": 1_000_000_000]) == .engine(.step(count: 1_000_000_000)))
+        #expect(try parse("step", ["count": nil]) == .engine(.step(count: 1)))   // null counts as absent
         invalid("step", ["count": 0], "step: argument 'count' must be an integer in [1, 1000000000], got 0")
         invalid("step", ["count": 1_000_000_001], "step: argument 'count' must be an integer in [1, 1000000000], got 1000000001")
         invalid("step", ["count": 1.5], "step: argument 'count' must be an integer in [1, 1000000000], got 1.5")
@@ -58,8 +58,8 @@ struct CatalogTests {
 
     @Test("get: all, some (in order, no repeats), unknown or empty names")
     func get() throws {
-        #expect(try parse("get") == .get(names: nil))
-        #expect(try parse("get", ["names": ["time", "temperature", "time", "paused"]]) == .get(names: [.time, .temperature, .paused]))
+        #expect(try parse("get") == .engine(.get(names: nil)))
+        #expect(try parse("get", ["names": ["time", "temperature", "time", "paused"]]) == .engine(.get(names: [.time, .temperature, .paused])))
         invalid("get", ["names": ["temprature"]],
                 "get: argument 'names' has unknown parameter 'temprature'; parameters: temperature, friction, timestep, frame_interval, max_steps_per_second, max_frames_per_second, step, time, paused, atoms")
         invalid("get", ["names": []], "get: argument 'names' must not be empty (leave it out for every parameter)")
@@ -71,10 +71,10 @@ struct CatalogTests {
     func set() throws {
         let ok: [String: JSONValue] = ["temperature": 1e5, "friction": 0, "timestep": 0.1, "frame_interval": 1_000_000,
                                        "max_steps_per_second": 0, "max_frames_per_second": 1e4]
-        #expect(try parse("set", ["values": .object(ok)]) == .set(values: [
-            .temperature: 1e5, .friction: 0, .timestep: 0.1, .frameInterval: 1_000_000, .maxStepsPerSecond: 0, .maxFramesPerSecond: 1e4]))
+        #expect(try parse("set", ["values": .object(ok)]) == .engine(.set(values: [
+            .temperature: 1e5, .friction: 0, .timestep: 0.1, .frameInterval: 1_000_000, .maxStepsPerSecond: 0, .maxFramesPerSecond: 1e4])))
         #expect(try parse("set", ["values": ["friction": 1e4, "max_steps_per_second": 1e9, "frame_interval": 1]]) ==
-                .set(values: [.friction: 1e4, .maxStepsPerSecond: 1e9, .frameInterval: 1]))
+                .engine(.set(values: [.friction: 1e4, .maxStepsPerSecond: 1e9, .frameInterval: 1])))
         invalid("set", [:], "set: missing required argument 'values' ({string: number})")
         invalid("set", ["values": [:]], "set: argument 'values' must set at least one parameter")
         invalid("set", ["values": 300], "set: argument 'values' must be a {string: number}, got 300")
@@ -102,8 +102,9 @@ struct CatalogTests {
     @Test("interaction.set: defaults, every option, and the Interaction it builds")
     func interactionSet() throws {
         let parsed = try parse("interaction.set", Self.pull)
-        #expect(parsed == .interactionSet(Interaction(id: "left-hand", kind: .spring, position: SIMD3(1, 2.5, -3), particles: [0, 5, 99],
-                                                      scale: 1, massWeighted: true, maxForce: 20_000, resetVelocities: false), lease: 3))
+        #expect(parsed == .engine(.interactionSet(InteractionRequest(
+            Interaction(id: "left-hand", kind: .spring, position: SIMD3(1, 2.5, -3), particles: [0, 5, 99],
+                        scale: 1, massWeighted: true, maxForce: 20_000, resetVelocities: false), lease: 3))))
         var all = Self.pull
         all["type"] = "gaussian"
         all["scale"] = 0
@@ -111,14 +112,14 @@ struct CatalogTests {
         all["max_force"] = 5
         all["reset_velocities"] = true
         all["lease"] = 600
-        #expect(try parse("interaction.set", all) == .interactionSet(
+        #expect(try parse("interaction.set", all) == .engine(.interactionSet(InteractionRequest(
             Interaction(id: "left-hand", kind: .gaussian, position: SIMD3(1, 2.5, -3), particles: [0, 5, 99],
-                        scale: 0, massWeighted: false, maxForce: 5, resetVelocities: true), lease: 600))
+                        scale: 0, massWeighted: false, maxForce: 5, resetVelocities: true), lease: 600))))
         all["type"] = "constant"
         all["lease"] = 0.1
-        if case .interactionSet(let i, let lease)? = try? parse("interaction.set", all) {
-            #expect(i.kind == .constant)
-            #expect(lease == 0.1)
+        if case .engine(.interactionSet(let request))? = try? parse("interaction.set", all) {
+            #expect(request.interaction.kind == .constant)
+            #expect(request.lease == 0.1)
         } else {
             Issue.record("constant interaction did not parse")
         }
@@ -166,7 +167,7 @@ struct CatalogTests {
 
     @Test("interaction.remove and interaction.list")
     func interactionRemove() throws {
-        #expect(try parse("interaction.remove", ["id": "x"]) == .interactionRemove(id: "x"))
+        #expect(try parse("interaction.remove", ["id": "x"]) == .engine(.interactionRemove(id: "x")))
         invalid("interaction.remove", [:], "interaction.remove: missing required argument 'id' (string)")
         invalid("interaction.remove", ["id": ""], "interaction.remove: argument 'id' must be 1...128 bytes, got 0")
         invalid("interaction.remove", ["id": 7], "interaction.remove: argument 'id' must be a string, got 7")

@@ -36,7 +36,7 @@ struct VerifierTests {
         let expected = CommandRequest(id: "1", client: "py-1a2b", nonce: String(repeating: "5f", count: 16), time: 1_767_000_000.25,
                                       command: "set", args: ["values": ["temperature": 300, "timestep": 0.002]])
         #expect(result == .success(expected))
-        #expect(try CommandCatalog.parse(expected, atomCount: 10) == .set(values: [.temperature: 300, .timestep: 0.002]))
+        #expect(try CommandCatalog.parse(expected, atomCount: 10) == .engine(.set(values: [.temperature: 300, .timestep: 0.002])))
     }
 
     @Test("one frame: unsigned; an empty signature frame: unsigned")

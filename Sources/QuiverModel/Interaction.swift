@@ -8,7 +8,10 @@
 /// - spring:   E = s |d|^2 / 2;                                  F = -s d
 /// - constant: E = s |d|;                                        F = -s d / |d| (zero at d = 0)
 /// Units: nm, kJ/mol, kJ/mol/nm.
-public struct Interaction: Sendable, Equatable {
+///
+/// It lives in QuiverModel, with its validation, because the control worker checks a client's
+/// interaction with the same code the engine applies it with.
+public struct Interaction: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, CaseIterable, Codable {
         case gaussian, spring, constant
     }
@@ -36,6 +39,18 @@ public struct Interaction: Sendable, Equatable {
     public static let maxIDLength = 128
     /// Default `maxForce`, kJ/mol/nm (NanoVer's default).
     public static let defaultMaxForce = 20_000.0
+    /// Allowed id lengths, in UTF-8 bytes.
+    public static let idLengthRange = ArgumentRange.closed(1, Double(maxIDLength))
+    /// Allowed `scale` (the control catalogue's range; `validate` says why a value is outside).
+    public static let scaleRange = ArgumentRange(minimum: 0)
+    /// Allowed `maxForce` from a client (finite and positive).
+    public static let maxForceRange = ArgumentRange(minimum: 0, exclusiveMinimum: true)
+
+    /// The snake_case field names of the control protocol (docs/control.md).
+    enum CodingKeys: String, CodingKey {
+        case id, position, particles, scale
+        case kind = "type", massWeighted = "mass_weighted", maxForce = "max_force", resetVelocities = "reset_velocities"
+    }
 
     public init(id: String, kind: Kind, position: SIMD3<Double>, particles: [Int], scale: Double = 1,
                 massWeighted: Bool = true, maxForce: Double = Interaction.defaultMaxForce, resetVelocities: Bool = false) {
@@ -52,27 +67,27 @@ public struct Interaction: Sendable, Equatable {
     /// Throws `EngineError.invalidParameter` naming the first problem: an empty or over-long id,
     /// no particles, an index outside `0..<atomCount` or repeated, a non-finite position, a scale
     /// that is negative or not finite, a max force that is not positive.
-    public func validate(atomCount: Int) throws {
+    public func validate(atomCount: Int) throws(EngineError) {
         guard !id.isEmpty, id.utf8.count <= Self.maxIDLength else {
-            throw EngineError.invalidParameter("interaction id must be 1...\(Self.maxIDLength) bytes, got \(id.utf8.count)")
+            throw .invalidParameter("interaction id must be 1...\(Self.maxIDLength) bytes, got \(id.utf8.count)")
         }
-        guard !particles.isEmpty else { throw EngineError.invalidParameter("interaction '\(id)': no particles") }
+        guard !particles.isEmpty else { throw .invalidParameter("interaction '\(id)': no particles") }
         guard particles.count <= Self.maxParticles else {
-            throw EngineError.invalidParameter("interaction '\(id)': \(particles.count) particles, at most \(Self.maxParticles)")
+            throw .invalidParameter("interaction '\(id)': \(particles.count) particles, at most \(Self.maxParticles)")
         }
         var seen = Set<Int>()
         for p in particles {
             guard p >= 0 && p < atomCount else {
-                throw EngineError.invalidParameter("interaction '\(id)': particle index \(p) is out of range 0..<\(atomCount)")
+                throw .invalidParameter("interaction '\(id)': particle index \(p) is out of range 0..<\(atomCount)")
             }
-            guard seen.insert(p).inserted else { throw EngineError.invalidParameter("interaction '\(id)': particle \(p) is listed twice") }
+            guard seen.insert(p).inserted else { throw .invalidParameter("interaction '\(id)': particle \(p) is listed twice") }
         }
         guard position.x.isFinite && position.y.isFinite && position.z.isFinite else {
-            throw EngineError.invalidParameter("interaction '\(id)': position must be finite")
+            throw .invalidParameter("interaction '\(id)': position must be finite")
         }
-        guard scale.isFinite && scale >= 0 else { throw EngineError.invalidParameter("interaction '\(id)': scale must be finite and >= 0, got \(scale)") }
+        guard scale.isFinite && scale >= 0 else { throw .invalidParameter("interaction '\(id)': scale must be finite and >= 0, got \(scale)") }
         guard maxForce > 0 && !maxForce.isNaN else {
-            throw EngineError.invalidParameter("interaction '\(id)': max_force must be > 0, got \(maxForce)")
+            throw .invalidParameter("interaction '\(id)': max_force must be > 0, got \(maxForce)")
         }
     }
 }
