@@ -182,7 +182,7 @@ public final class Supervisor {
     }
 
     private func spawn(_ w: Worker) throws {
-        let status = segment.worker(w.index)
+        let status = segment.workers[w.index]
         status.setIdentity(role: UInt32(w.index), name: w.spec.role)
         status.state = .spawned
         let argv = [executable] + w.spec.arguments
@@ -232,16 +232,16 @@ public final class Supervisor {
             let code = (status >> 8) & 0xff
             let signal = status & 0x7f
             w.lastExit = exitedNormally ? "exit status \(code)" : "killed by signal \(signal)\(Self.signalNames[signal].map { " (\($0))" } ?? "")"
-            segment.worker(w.index).pid = 0
+            segment.workers[w.index].pid = 0
             if stopReason != nil { w.state = "stopped"; continue }
             if exitedNormally && code == 0 && w.spec.exitEndsRun {
                 w.state = "finished"
-                segment.worker(w.index).state = .exited
+                segment.workers[w.index].state = .exited
                 finishedRole = w.spec.role
                 log("worker \(w.spec.role) finished")
                 continue
             }
-            segment.worker(w.index).state = .failed
+            segment.workers[w.index].state = .failed
             let now = Self.now()
             guard let delay = policy.delay(now: now, previousRestarts: w.restartTimes) else {
                 w.state = "failed"
@@ -260,7 +260,7 @@ public final class Supervisor {
     private func checkWatchdogs(now: Double) {
         for w in workers where w.pid > 0 {
             guard let limit = w.spec.watchdog else { continue }
-            let p = segment.worker(w.index).progress
+            let p = segment.workers[w.index].progress
             if p != w.lastProgress {
                 w.lastProgress = p
                 w.lastProgressAt = now
@@ -281,7 +281,7 @@ public final class Supervisor {
 
     /// The step of the newest published frame.
     public var newestStep: UInt64? {
-        segment.latestFrameScalars()?.step
+        segment.frames.latestScalars()?.step
     }
 
     /// Engine steps per second over the last few seconds.
@@ -329,15 +329,15 @@ public final class Supervisor {
             "run_directory": runDirectory.path,
             "pid": Int(getpid()),
             "state": stopReason == nil ? "running" : "stopping",
-            "frames_published": Int(segment.framesPublished),
+            "frames_published": Int(segment.frames.published),
         ]
         // Entries before the first worker belong to the host process (an embedding session's engine).
         let host = (0..<firstStatusIndex).map { i -> [String: Any] in
-            let s = segment.worker(i)
+            let s = segment.workers[i]
             return ["role": s.name, "pid": Int(s.pid), "state": "\(s.state)", "restarts": 0, "progress": Int(s.progress), "last_exit": ""]
         }
         root["workers"] = host + workers.map { w -> [String: Any] in
-            let s = segment.worker(w.index)
+            let s = segment.workers[w.index]
             return ["role": w.spec.role, "pid": Int(w.pid), "state": w.state, "restarts": w.restarts,
                     "progress": Int(s.progress), "last_exit": w.lastExit]
         }
@@ -352,7 +352,7 @@ public final class Supervisor {
         for w in workers.reversed() {
             w.respawnAt = nil
             guard w.pid > 0 else { continue }
-            segment.worker(w.index).state = .stopping
+            segment.workers[w.index].state = .stopping
             kill(-w.pid, SIGTERM)
             kill(w.pid, SIGTERM)
             let deadline = Self.now() + grace
@@ -369,8 +369,8 @@ public final class Supervisor {
                 kill(w.pid, SIGKILL)
                 waitpid(w.pid, &status, 0)
             }
-            segment.worker(w.index).pid = 0
-            segment.worker(w.index).state = .exited
+            segment.workers[w.index].pid = 0
+            segment.workers[w.index].state = .exited
             w.pid = 0
             w.state = "stopped"
         }

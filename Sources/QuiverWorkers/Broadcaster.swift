@@ -46,7 +46,7 @@ public enum Broadcaster {
     /// Runs until SIGTERM/SIGINT.
     public static func run(_ o: BroadcasterOptions) throws {
         let segment = try SharedSegment.open(name: o.segment)
-        let status = segment.worker(o.index)
+        let status = segment.workers[o.index]
         status.pid = getpid()
         let context = try ZMQContext()
         defer { context.close() }
@@ -121,7 +121,7 @@ public enum Broadcaster {
                     if topics.apply(message) { greet = true }
                 }
             }
-            let published = segment.framesPublished
+            let published = segment.frames.published
             let wanted = connections > 0 || topics.wants(framePrefix)
             if greet {
                 // The topology of the newest frame (the file may have been replaced while nobody
@@ -132,7 +132,7 @@ public enum Broadcaster {
                 if latestIndex == published &- 1, let copy = try latest?.copy() { try send(copy, on: publisher) }
             }
             if wanted, published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
-               let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
+               let index = try segment.frames.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
                    _ = try FrameEncoder.encode(wireFrame(frame), options: options, into: buffer)
                    return frame.scalars.index
                }) {
@@ -220,7 +220,7 @@ public enum Broadcaster {
 public enum Heartbeat {
     public static func run(segmentName: String, index: Int, tcpEndpoint: String, listenFD: Int32?, ipcEndpoint: String) throws {
         let segment = try SharedSegment.open(name: segmentName)
-        let status = segment.worker(index)
+        let status = segment.workers[index]
         status.pid = getpid()
         let context = try ZMQContext()
         defer { context.close() }
@@ -248,7 +248,7 @@ public enum Heartbeat {
         var workers: [[String: Any]] = []
         let nowNs = Clock.monotonicNanoseconds
         for i in 0..<segment.layout.workerCapacity {
-            let w = segment.worker(i)
+            let w = segment.workers[i]
             guard w.state != .empty else { continue }
             let beat = w.heartbeatNanoseconds
             workers.append([
@@ -256,9 +256,9 @@ public enum Heartbeat {
                 "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
             ])
         }
-        let latest = segment.latestFrameScalars()
+        let latest = segment.frames.latestScalars()
         let root: [String: Any] = [
-            "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
+            "ok": true, "workers": workers, "frames_published": Int(segment.frames.published),
             "step": latest.map { Int($0.step) } ?? 0,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)

@@ -94,9 +94,9 @@ public final class ControlWorker {
         verifier = RequestVerifier(signer: signer)
         var limits = SharedStateStore.Limits()
         // The whole store must fit the segment's state blob (values plus keys, owners, framing).
-        limits.maxTotalValueBytes = min(limits.maxTotalValueBytes, segment.blobCapacity(.state) * 3 / 4)
+        limits.maxTotalValueBytes = min(limits.maxTotalValueBytes, segment.blobs.capacity(.state) * 3 / 4)
         store = SharedStateStore(limits: limits)
-        if let bytes = segment.readBlob(.state), let restored = try? SharedStateStore.restoring(persisted: bytes, limits: limits) {
+        if let bytes = try? segment.blobs.read(.state), let restored = try? SharedStateStore.restoring(persisted: bytes, limits: limits) {
             store = restored
         }
     }
@@ -109,7 +109,7 @@ public final class ControlWorker {
     }
 
     func serve() throws {
-        let status = segment.worker(o.index)
+        let status = segment.workers[o.index]
         status.pid = getpid()
         let context = try ZMQContext()
         defer { context.close() }
@@ -231,8 +231,8 @@ public final class ControlWorker {
     /// Saves `next` into the segment's state blob and makes it the store (unchanged stores are not saved).
     func commit(_ next: SharedStateStore) throws(ControlError) {
         guard next.version != store.version else { return }
-        do { try segment.writeBlob(.state, next.persisted()) } catch {
-            throw ControlError(.refused, "the shared state would exceed its \(segment.blobCapacity(.state)) bytes")
+        do { try segment.blobs.write(.state, next.persisted()) } catch {
+            throw ControlError(.refused, "the shared state would exceed its \(segment.blobs.capacity(.state)) bytes")
         }
         store = next
     }
@@ -258,7 +258,7 @@ public final class ControlWorker {
     /// Posts a command into the ring and wakes the engine; the reply goes out when it is applied.
     func post(_ command: EngineCommand, identity: [UInt8]?, requestID: String) throws(ControlError) {
         let seq: UInt64
-        do { seq = try segment.postCommand(command.encoded()) } catch {
+        do { seq = try segment.commands.post(command.encoded()) } catch {
             switch error {
             case .full: throw ControlError(.unavailable, "the engine is not taking commands (\(segment.layout.commandSlots) are waiting); is it running?")
             case .tooLarge(let bytes, let capacity):
@@ -274,8 +274,8 @@ public final class ControlWorker {
         guard !pending.isEmpty else { return }
         let now = Self.now
         for (seq, p) in pending {
-            let result: SharedSegment.CommandResult?
-            do { result = try segment.commandResult(seq) } catch {
+            let result: CommandResult?
+            do { result = try segment.commands.result(seq) } catch {
                 pending[seq] = nil
                 reply(p.identity, .failure(ControlError(.internal, "the command's result was lost", requestID: p.requestID)))
                 continue
@@ -290,7 +290,7 @@ public final class ControlWorker {
         }
     }
 
-    func engineReply(_ r: SharedSegment.CommandResult, requestID: String) -> CommandReply {
+    func engineReply(_ r: CommandResult, requestID: String) -> CommandReply {
         guard let reply = try? JSONDecoder().decode(EngineReply.self, from: Data(r.reply)) else {
             return .failure(ControlError(.internal, "unreadable engine reply", requestID: requestID))
         }
