@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
     qv_shm_header_info h;
     qv_shm_read_header(&seg, &h);
     if (h.frames_published == 0) { fprintf(stderr, "no frame published yet\n"); return 1; }
-    uint32_t n = h.atom_capacity;
+    uint32_t n = h.layout.atom_capacity;
     float *a[9]; /* room for every array a frame may hold (positions, velocities, forces) */
     for (int i = 0; i < 9; i++) a[i] = malloc((size_t)n * 4u);
     qv_shm_frame_info meta;

@@ -238,21 +238,7 @@ int qv_shm_publish_frame(const qv_shm_segment *seg, qv_shm_frame_info *meta, con
     meta->publish_unix_ns = now_unix_ns();
 
     uint64_t s = qv_shm_write_begin(&slot->seq);
-    slot->frame_index = meta->frame_index;
-    slot->step = meta->step;
-    slot->time_ps = meta->time_ps;
-    slot->atom_count = meta->atom_count;
-    slot->fields = fields;
-    slot->writer_pid = meta->writer_pid;
-    slot->checksum = checksum;
-    slot->publish_unix_ns = meta->publish_unix_ns;
-    memcpy(slot->box, meta->box, sizeof(slot->box));
-    slot->potential_energy = meta->potential_energy;
-    slot->kinetic_energy = meta->kinetic_energy;
-    slot->temperature = meta->temperature;
-    slot->user_energy = meta->user_energy;
-    slot->user_work = meta->user_work;
-    slot->user_force_count = nuser;
+    slot->info = *meta;
     char *data = (char *)slot + sizeof(qv_shm_frame);
     for (uint32_t a = 0; a < narrays; a++) memcpy(data + a * stride, arrays[a], bytes);
     if (nuser > 0) {
@@ -268,24 +254,6 @@ int qv_shm_publish_frame(const qv_shm_segment *seg, qv_shm_frame_info *meta, con
     return QV_SHM_OK;
 }
 
-static void frame_to_info(const qv_shm_frame *slot, qv_shm_frame_info *meta) {
-    meta->frame_index = slot->frame_index;
-    meta->step = slot->step;
-    meta->time_ps = slot->time_ps;
-    meta->atom_count = slot->atom_count;
-    meta->fields = slot->fields;
-    meta->writer_pid = slot->writer_pid;
-    meta->user_force_count = slot->user_force_count;
-    meta->checksum = slot->checksum;
-    meta->publish_unix_ns = slot->publish_unix_ns;
-    memcpy(meta->box, slot->box, sizeof(meta->box));
-    meta->potential_energy = slot->potential_energy;
-    meta->kinetic_energy = slot->kinetic_energy;
-    meta->temperature = slot->temperature;
-    meta->user_energy = slot->user_energy;
-    meta->user_work = slot->user_work;
-}
-
 /* The start of a seqlock read of frame `frame_index`: its slot and even sequence number, and the
  * frame's scalars copied once into `meta` and checked there (the frame index, then the counts
  * against this process's layout: LAPPED or CORRUPT; the slot may change meanwhile, so only the
@@ -294,9 +262,9 @@ static int begin_frame_read(const qv_shm_segment *seg, uint64_t frame_index, qv_
                             qv_shm_frame **slot_out, uint64_t *seq_out) {
     if (frame_index >= qv_shm_frames_published(seg)) return QV_SHM_READ_EMPTY;
     qv_shm_frame *slot = frame_slot(seg, frame_index);
-    const int begun = seq_read_begin(&slot->seq, &slot->writer_pid, writer_alive, seq_out);
+    const int begun = seq_read_begin(&slot->seq, &slot->info.writer_pid, writer_alive, seq_out);
     if (begun != QV_SHM_READ_OK) return begun;
-    frame_to_info(slot, meta);
+    *meta = slot->info;
     *slot_out = slot;
     const qv_shm_layout *l = &seg->layout;
     if (meta->frame_index != frame_index) return QV_SHM_READ_LAPPED;
@@ -408,14 +376,7 @@ int qv_shm_write_snapshot(const qv_shm_segment *seg, qv_shm_snapshot_info *meta,
     meta->snapshot_index = index;
     meta->checksum = snapshot_checksum(meta->atom_count, arrays6, images3);
     uint64_t s = qv_shm_write_begin(&buf->seq);
-    buf->snapshot_index = index;
-    buf->step = meta->step;
-    buf->time_ps = meta->time_ps;
-    buf->atom_count = meta->atom_count;
-    buf->writer_pid = meta->writer_pid;
-    buf->checksum = meta->checksum;
-    memcpy(buf->box, meta->box, sizeof(buf->box));
-    buf->frames_published = meta->frames_published;
+    buf->info = *meta;
     char *data = (char *)buf + sizeof(qv_shm_snapshot);
     for (int a = 0; a < 6; a++) memcpy(data + a * stride, arrays6[a], bytes);
     for (int a = 0; a < 3; a++) memcpy(data + (6 + a) * stride, images3[a], bytes);
@@ -428,16 +389,9 @@ static int read_snapshot_buffer(const qv_shm_segment *seg, uint64_t index, qv_sh
                                 int32_t *const *images3, uint32_t capacity, int (*writer_alive)(int32_t)) {
     qv_shm_snapshot *buf = snapshot_buffer(seg, index);
     uint64_t s1;
-    const int begun = seq_read_begin(&buf->seq, &buf->writer_pid, writer_alive, &s1);
+    const int begun = seq_read_begin(&buf->seq, &buf->info.writer_pid, writer_alive, &s1);
     if (begun != QV_SHM_READ_OK) return begun;
-    meta->snapshot_index = buf->snapshot_index;
-    meta->step = buf->step;
-    meta->time_ps = buf->time_ps;
-    meta->atom_count = buf->atom_count;
-    meta->writer_pid = buf->writer_pid;
-    meta->checksum = buf->checksum;
-    memcpy(meta->box, buf->box, sizeof(meta->box));
-    meta->frames_published = buf->frames_published;
+    *meta = buf->info;
     int status = QV_SHM_READ_OK;
     if (meta->snapshot_index != index) status = QV_SHM_READ_LAPPED;
     else if (meta->atom_count > capacity || meta->atom_count > seg->layout.atom_capacity) status = QV_SHM_READ_CORRUPT;
@@ -499,16 +453,8 @@ int qv_shm_pid_alive(int32_t pid) {
 }
 
 void qv_shm_read_header(const qv_shm_segment *seg, qv_shm_header_info *out) {
-    const qv_shm_layout *l = &seg->layout;
     const qv_shm_header *h = header_of(seg);
-    out->layout_version = QV_SHM_LAYOUT_VERSION;
-    out->atom_capacity = l->atom_capacity;
-    out->slot_count = l->slot_count;
-    out->worker_capacity = l->worker_capacity;
-    out->fields = l->fields;
-    out->user_force_capacity = l->user_force_capacity;
-    out->command_slots = l->command_slots;
-    out->total_size = l->total_size;
+    out->layout = seg->layout;
     out->creator_pid = h->creator_pid;
     out->created_unix_ns = h->created_unix_ns;
     out->frames_published = qv_shm_frames_published(seg);
@@ -679,57 +625,25 @@ int qv_shm_blob_read(const qv_shm_segment *seg, uint32_t blob, void *out, uint64
 
 /* ---- worker status table: an index beyond this process's capacity reads 0, writes nothing ---- */
 
-int32_t qv_shm_worker_pid(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? atomic_load(&w->pid) : 0;
-}
-void qv_shm_worker_set_pid(const qv_shm_segment *seg, uint32_t i, int32_t pid) {
-    qv_shm_worker *w = worker_at(seg, i);
-    if (w) atomic_store(&w->pid, pid);
-}
-uint32_t qv_shm_worker_state(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? atomic_load(&w->state) : 0;
-}
-void qv_shm_worker_set_state(const qv_shm_segment *seg, uint32_t i, uint32_t state) {
-    qv_shm_worker *w = worker_at(seg, i);
-    if (w) atomic_store(&w->state, state);
-}
-uint64_t qv_shm_worker_progress(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? atomic_load(&w->progress) : 0;
-}
-uint64_t qv_shm_worker_heartbeat_ns(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? atomic_load(&w->heartbeat_ns) : 0;
-}
+#define WORKER_READ(seg, i, expr) do { const qv_shm_worker *w = worker_at((seg), (i)); return w ? (expr) : 0; } while (0)
+#define WORKER_WRITE(seg, i, stmt) do { qv_shm_worker *w = worker_at((seg), (i)); if (w) { stmt; } } while (0)
+
+int32_t qv_shm_worker_pid(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->pid)); }
+void qv_shm_worker_set_pid(const qv_shm_segment *seg, uint32_t i, int32_t pid) { WORKER_WRITE(seg, i, atomic_store(&w->pid, pid)); }
+uint32_t qv_shm_worker_state(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->state)); }
+void qv_shm_worker_set_state(const qv_shm_segment *seg, uint32_t i, uint32_t state) { WORKER_WRITE(seg, i, atomic_store(&w->state, state)); }
+uint64_t qv_shm_worker_progress(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->progress)); }
+uint64_t qv_shm_worker_heartbeat_ns(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->heartbeat_ns)); }
 void qv_shm_worker_advance(const qv_shm_segment *seg, uint32_t i, uint64_t now_ns) {
-    qv_shm_worker *w = worker_at(seg, i);
-    if (!w) return;
-    atomic_fetch_add(&w->progress, 1u);
-    atomic_store(&w->heartbeat_ns, now_ns);
+    WORKER_WRITE(seg, i, atomic_fetch_add(&w->progress, 1u); atomic_store(&w->heartbeat_ns, now_ns));
 }
-uint32_t qv_shm_worker_restarts(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? atomic_load(&w->restarts) : 0;
-}
-void qv_shm_worker_set_restarts(const qv_shm_segment *seg, uint32_t i, uint32_t r) {
-    qv_shm_worker *w = worker_at(seg, i);
-    if (w) atomic_store(&w->restarts, r);
-}
+uint32_t qv_shm_worker_restarts(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->restarts)); }
+void qv_shm_worker_set_restarts(const qv_shm_segment *seg, uint32_t i, uint32_t r) { WORKER_WRITE(seg, i, atomic_store(&w->restarts, r)); }
 void qv_shm_worker_set_identity(const qv_shm_segment *seg, uint32_t i, uint32_t role, const char *name) {
-    qv_shm_worker *w = worker_at(seg, i);
-    if (!w) return;
-    w->role = role;
-    memset(w->name, 0, sizeof(w->name));
-    if (name) strncpy(w->name, name, sizeof(w->name) - 1);
+    WORKER_WRITE(seg, i, w->role = role; memset(w->name, 0, sizeof(w->name)); if (name) strncpy(w->name, name, sizeof(w->name) - 1));
 }
-uint32_t qv_shm_worker_role(const qv_shm_segment *seg, uint32_t i) {
-    qv_shm_worker *w = worker_at(seg, i);
-    return w ? w->role : 0;
-}
+uint32_t qv_shm_worker_role(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, w->role); }
 void qv_shm_worker_name(const qv_shm_segment *seg, uint32_t i, char *out) {
-    qv_shm_worker *w = worker_at(seg, i);
     memset(out, 0, 32);
-    if (w) memcpy(out, w->name, 31); /* the 32nd byte stays 0 whatever the entry holds */
+    WORKER_WRITE(seg, i, memcpy(out, w->name, 31)); /* the 32nd byte stays 0 whatever the entry holds */
 }

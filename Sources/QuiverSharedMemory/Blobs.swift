@@ -1,10 +1,5 @@
 import CQuiverShm
-
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The blobs of a segment (`segment.blobs`): variable-length byte strings one process each keeps
 /// in the segment, double-buffered under a seqlock, so a reader gets the newest consistent version

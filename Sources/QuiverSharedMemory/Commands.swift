@@ -1,10 +1,5 @@
 import CQuiverShm
-
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The command ring of a segment (`segment.commands`): the control worker (the only poster) posts
 /// commands, the engine (the only consumer) takes them in order, applies them and records its

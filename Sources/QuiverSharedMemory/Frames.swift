@@ -1,10 +1,5 @@
 import CQuiverShm
-
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// One frame: what the engine publishes into the ring and a reader copies out. Arrays are SoA
 /// float32 (nm, nm/ps, kJ/mol/nm).

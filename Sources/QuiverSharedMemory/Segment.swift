@@ -246,7 +246,7 @@ public final class SharedSegment: @unchecked Sendable {
     public var header: Header {
         var h = qv_shm_header_info()
         mapping.with { qv_shm_read_header($0, &h) }
-        return Header(creatorPID: h.creator_pid, createdUnixNanoseconds: h.created_unix_ns, totalBytes: Int(h.total_size),
+        return Header(creatorPID: h.creator_pid, createdUnixNanoseconds: h.created_unix_ns, totalBytes: Int(h.layout.total_size),
                       framesPublished: h.frames_published, snapshotsWritten: h.snapshots_written)
     }
 }

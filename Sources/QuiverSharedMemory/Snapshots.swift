@@ -1,10 +1,5 @@
 import CQuiverShm
-
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An engine snapshot: the state a respawned engine continues from.
 public struct EngineSnapshot: Sendable, Equatable {

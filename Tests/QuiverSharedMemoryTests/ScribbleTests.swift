@@ -96,6 +96,13 @@ struct ScribbleTests {
         return l
     }
 
+    /// A populated segment in /dev/shm, a second mapping of it as a reader, and its raw bytes.
+    static func scribbleable(_ tag: String) throws -> (owner: DevShmSegment, reader: SharedSegment, raw: RawMapping) {
+        let owner = try DevShmSegment(tag, layout: layout())
+        try populate(owner.segment)
+        return (owner, try SharedSegment.open(name: owner.name), try RawMapping(path: owner.path))
+    }
+
     /// Fills every part of the segment with something to read.
     static func populate(_ s: SharedSegment) throws {
         for i in 0..<6 {
@@ -174,11 +181,8 @@ struct ScribbleTests {
 
     @Test("targeted extremes and random bytes over every header: each read gives a value or a typed failure, never a crash")
     func scribble() throws {
-        let owner = try DevShmSegment("scribble", layout: Self.layout())
+        let (owner, reader, raw) = try Self.scribbleable("scribble")
         let writer = owner.segment
-        try Self.populate(writer)
-        let reader = try SharedSegment.open(name: owner.name)
-        let raw = try RawMapping(path: owner.path)
         let regions = Regions(raw).all
         let extremes: [UInt64] = [0, 1, 0xFFFF_FFFF, 0x8000_0000, 0xFFFF_FFFF_FFFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF, 1 << 40, 1 << 62,
                                   UInt64(raw.size), UInt64(raw.size) - 1, 3]
@@ -217,10 +221,7 @@ struct ScribbleTests {
 
     @Test("a scribbler thread and a reader at once: the reader keeps getting values or typed failures")
     func concurrent() throws {
-        let owner = try DevShmSegment("scribble-live", layout: Self.layout())
-        try Self.populate(owner.segment)
-        let reader = try SharedSegment.open(name: owner.name)
-        let raw = try RawMapping(path: owner.path)
+        let (owner, reader, raw) = try Self.scribbleable("scribble-live")
         let regions = Regions(raw).all
         let stop = Atomic()
         let scribbler = Thread {
@@ -276,13 +277,9 @@ struct ValidationTests {
     @Test("qv_shm_publish_frame itself refuses more atoms than the capacity and writes nothing")
     func publishChecksAtoms() throws {
         let owner = try DevShmSegment("publish", layout: SegmentLayout(atomCapacity: 8, slotCount: 2))
+        let raw = try RawMapping(path: owner.path)
         var seg = qv_shm_segment()
-        let fd = open(owner.path, O_RDWR)
-        defer { close(fd) }
-        let size = try owner.segment.layout.totalBytes()
-        let base = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
-        defer { munmap(base, size) }
-        #expect(qv_shm_attach(base, UInt64(size), &seg) == Int32(QV_SHM_OK))
+        #expect(qv_shm_attach(raw.base, UInt64(raw.size), &seg) == Int32(QV_SHM_OK))
         let x = [Float](repeating: 1, count: 9)
         var info = qv_shm_frame_info()
         info.atom_count = 9
@@ -292,15 +289,13 @@ struct ValidationTests {
         }
         #expect(rc == Int32(QV_SHM_ERR_SIZE))
         #expect(owner.segment.frames.published == 0)
-        #expect(qv_shm_attach(base, UInt64(size / 2), &seg) == Int32(QV_SHM_ERR_SIZE))
+        #expect(qv_shm_attach(raw.base, UInt64(raw.size / 2), &seg) == Int32(QV_SHM_ERR_SIZE))
     }
 
     @Test("a command slot's length or a blob's length written over: .corrupt; the older blob buffer is used when it is consistent")
     func lengths() throws {
-        let owner = try DevShmSegment("lengths", layout: ScribbleTests.layout())
+        let (owner, _, raw) = try ScribbleTests.scribbleable("lengths")
         let s = owner.segment
-        try ScribbleTests.populate(s)
-        let raw = try RawMapping(path: owner.path)
         let commands = Int(raw.u64(120)), commandSize = Int(raw.u64(128))
         raw.store(UInt32.max, at: commands + 2 * commandSize + 16)  // command 2's payload length
         #expect(throws: ReadFailure.corrupt) { try s.commands.take(2) }
@@ -313,7 +308,7 @@ struct ValidationTests {
         #expect(throws: ReadFailure.corrupt) { try s.blobs.read(.engine) }
         try s.blobs.write(.engine, Array("second".utf8))
         #expect(try s.blobs.read(.engine) == Array("second".utf8))
-        raw.store(UInt64(1 << 40), at: blob + 64 + 64 + 4096 + 16)  // the newest (buffer 1) now: falls back to... buffer 0, also bad
+        raw.store(UInt64(1 << 40), at: blob + 64 + 64 + 4096 + 16)  // the newest (buffer 1) too: the older is bad as well
         #expect(throws: ReadFailure.corrupt) { try s.blobs.read(.engine) }
         // Snapshot atom counts beyond the capacity.
         let state = Int(raw.u64(48)), stateSize = Int(raw.u64(56))
@@ -331,10 +326,7 @@ struct ValidationTests {
 
     @Test("the header's sizes written over change nothing for a process that already opened the segment; a new opener refuses it")
     func header() throws {
-        let owner = try DevShmSegment("header", layout: ScribbleTests.layout())
-        try ScribbleTests.populate(owner.segment)
-        let reader = try SharedSegment.open(name: owner.name)
-        let raw = try RawMapping(path: owner.path)
+        let (owner, reader, raw) = try ScribbleTests.scribbleable("header")
         for offset in stride(from: 8, to: 96, by: 8) { raw.store(UInt64.max, at: offset) }
         for offset in stride(from: 112, to: 160, by: 8) { raw.store(UInt64.max, at: offset) }
         var frame = FrameRecord()

@@ -65,12 +65,7 @@ typedef struct qv_shm_snapshot_info {
     uint64_t frames_published;
 } qv_shm_snapshot_info;
 
-/* Plain copy of the segment header. */
-typedef struct qv_shm_header_info {
-    uint32_t layout_version, atom_capacity, slot_count, worker_capacity, fields, user_force_capacity, command_slots;
-    int32_t creator_pid;
-    uint64_t total_size, created_unix_ns, frames_published, snapshots_written;
-} qv_shm_header_info;
+
 
 /* Sparse interactive (user) forces of a frame: `count` atoms with their indices and forces. */
 typedef struct qv_shm_user_forces {
@@ -118,6 +113,14 @@ typedef struct qv_shm_segment {
     uint64_t mapped_size;
     qv_shm_layout layout;
 } qv_shm_segment;
+
+/* The segment header as this process sees it: the layout (its own copy), and the values only the
+ * mapping holds. */
+typedef struct qv_shm_header_info {
+    qv_shm_layout layout;
+    int32_t creator_pid;
+    uint64_t created_unix_ns, frames_published, snapshots_written;
+} qv_shm_header_info;
 
 /* command_slots 2...1024 and command_slot_size (a multiple of 64, 8 KiB...16 MiB) make the command
  * ring; blob_capacity[k] (bytes, a multiple of 64, 4 KiB...1 GiB) the blobs. */
