@@ -41,35 +41,17 @@ typedef struct qv_shm_header {
  * float32 ux, uy, uz, user_force_capacity long each (padded). 128 bytes. */
 typedef struct qv_shm_frame {
     _Atomic uint64_t seq;            /*   0: even = stable, odd = being written */
-    uint64_t frame_index;            /*   8 */
-    uint64_t step;                   /*  16 */
-    double time_ps;                  /*  24 */
-    uint32_t atom_count;             /*  32 */
-    uint32_t fields;                 /*  36: QV_SHM_FIELD_* present in this frame */
-    int32_t writer_pid;              /*  40 */
-    uint32_t user_force_count;       /*  44: sparse user forces in this frame */
-    uint64_t checksum;               /*  48: qv_shm_checksum of the arrays in use and the user forces */
-    uint64_t publish_unix_ns;        /*  56: when the writer finished it (CLOCK_REALTIME) */
-    double box[3];                   /*  64: nm */
-    double potential_energy;         /*  88: kJ/mol */
-    double kinetic_energy;           /*  96 */
-    double temperature;              /* 104: K */
-    double user_energy;              /* 112 */
-    double user_work;                /* 120 */
+    qv_shm_frame_info info;          /*   8: frame index, step, time, atom count, fields present, writer pid, user
+                                      *      force count, checksum, publish time, box, energies, temperature, user
+                                      *      energy and work: byte for byte the table in docs/shared-memory.md */
 } qv_shm_frame;
 
 /* One engine snapshot (there are two, written alternately): this header, then float32 x, y, z,
  * vx, vy, vz and int32 image_x, image_y, image_z arrays, atom_capacity long (padded). 128 bytes. */
 typedef struct qv_shm_snapshot {
     _Atomic uint64_t seq;            /*   0 */
-    uint64_t snapshot_index;         /*   8 */
-    uint64_t step;                   /*  16 */
-    double time_ps;                  /*  24 */
-    uint32_t atom_count;             /*  32 */
-    int32_t writer_pid;              /*  36 */
-    uint64_t checksum;               /*  40 */
-    double box[3];                   /*  48 */
-    uint64_t frames_published;       /*  72: the ring's count when the snapshot was taken */
+    qv_shm_snapshot_info info;       /*   8: snapshot index, step, time, atom count, writer pid, checksum, box,
+                                      *      frames published when taken */
     uint8_t reserved[48];            /*  80 .. 128 */
 } qv_shm_snapshot;
 
@@ -120,7 +102,11 @@ typedef struct qv_shm_worker {
 _Static_assert(sizeof(qv_shm_header) == 256, "qv_shm_header is 256 bytes");
 _Static_assert(offsetof(qv_shm_header, frames_published) == 96, "header layout");
 _Static_assert(sizeof(qv_shm_frame) == 128, "qv_shm_frame is 128 bytes");
-_Static_assert(offsetof(qv_shm_frame, box) == 64, "frame layout");
+_Static_assert(offsetof(qv_shm_frame, info.frame_index) == 8 && offsetof(qv_shm_frame, info.atom_count) == 32 &&
+               offsetof(qv_shm_frame, info.user_force_count) == 44 && offsetof(qv_shm_frame, info.checksum) == 48 &&
+               offsetof(qv_shm_frame, info.box) == 64 && offsetof(qv_shm_frame, info.user_work) == 120, "frame layout");
+_Static_assert(offsetof(qv_shm_snapshot, info.atom_count) == 32 && offsetof(qv_shm_snapshot, info.checksum) == 40 &&
+               offsetof(qv_shm_snapshot, info.frames_published) == 72, "snapshot layout");
 _Static_assert(sizeof(qv_shm_snapshot) == 128, "qv_shm_snapshot is 128 bytes");
 _Static_assert(sizeof(qv_shm_worker) == 64, "qv_shm_worker is 64 bytes");
 _Static_assert(offsetof(qv_shm_header, commands_posted) == 160, "header layout");

@@ -80,7 +80,8 @@ void qv_shm_initialize(void *base, const qv_shm_layout *l, int32_t creator_pid, 
     *(volatile uint64_t *)&h->magic = QV_SHM_MAGIC;
 }
 
-int qv_shm_validate(const void *base, uint64_t mapped_size) {
+int qv_shm_attach(void *base, uint64_t mapped_size, qv_shm_segment *out) {
+    memset(out, 0, sizeof(*out));
     if (mapped_size < sizeof(qv_shm_header)) return QV_SHM_ERR_SIZE;
     const qv_shm_header *h = base;
     uint64_t magic = *(const volatile uint64_t *)&h->magic;
@@ -88,15 +89,21 @@ int qv_shm_validate(const void *base, uint64_t mapped_size) {
     if (magic != QV_SHM_MAGIC) return QV_SHM_ERR_MAGIC;
     if (h->layout_version != QV_SHM_LAYOUT_VERSION) return QV_SHM_ERR_VERSION;
     if (h->header_size != sizeof(qv_shm_header)) return QV_SHM_ERR_LAYOUT;
+    /* The layout is recomputed from the parameters and every derived value compared: from here on
+     * this process finds blocks through its own copy, never through the header's offsets. */
+    const uint64_t blobs[QV_SHM_BLOBS] = {h->blob_capacity[0], h->blob_capacity[1]};
     qv_shm_layout l;
     if (qv_shm_compute_layout(h->atom_capacity, h->slot_count, h->worker_capacity, h->fields, h->command_slots,
-                              h->command_slot_size, h->blob_capacity, &l) != QV_SHM_OK)
+                              h->command_slot_size, blobs, &l) != QV_SHM_OK)
         return QV_SHM_ERR_LAYOUT;
     if (l.total_size != h->total_size || l.slot_size != h->slot_size || l.ring_offset != h->ring_offset ||
         l.state_offset != h->state_offset || l.state_size != h->state_size || l.status_offset != h->status_offset ||
         l.user_force_capacity != h->user_force_capacity || l.command_offset != h->command_offset || l.blob_offset != h->blob_offset)
         return QV_SHM_ERR_LAYOUT;
-    if (h->total_size > mapped_size) return QV_SHM_ERR_SIZE;
+    if (l.total_size > mapped_size) return QV_SHM_ERR_SIZE;
+    out->base = base;
+    out->mapped_size = mapped_size;
+    out->layout = l;
     return QV_SHM_OK;
 }
 
@@ -146,25 +153,59 @@ void qv_shm_write_end(_Atomic uint64_t *seq, uint64_t base) {
     atomic_store_explicit(seq, base + 2u, memory_order_release);
 }
 
-static qv_shm_frame *qv_shm_frame_slot(void *base, uint32_t slot) {
-    qv_shm_header *h = base;
-    return (qv_shm_frame *)((char *)base + h->ring_offset + (uint64_t)slot * h->slot_size);
+/* ---- where blocks are: always from this process's own layout, never the header's offsets ---- */
+
+static qv_shm_header *header_of(const qv_shm_segment *seg) { return (qv_shm_header *)seg->base; }
+
+static char *at(const qv_shm_segment *seg, uint64_t offset) { return (char *)seg->base + offset; }
+
+static qv_shm_frame *frame_slot(const qv_shm_segment *seg, uint64_t frame_index) {
+    const qv_shm_layout *l = &seg->layout;
+    return (qv_shm_frame *)at(seg, l->ring_offset + (frame_index % l->slot_count) * l->slot_size);
 }
 
-static qv_shm_worker *qv_shm_worker_at(void *base, uint32_t index) {
-    qv_shm_header *h = base;
-    return (qv_shm_worker *)((char *)base + h->status_offset) + index;
+static qv_shm_snapshot *snapshot_buffer(const qv_shm_segment *seg, uint64_t index) {
+    const qv_shm_layout *l = &seg->layout;
+    return (qv_shm_snapshot *)at(seg, l->state_offset + (index % 2u) * l->state_size);
 }
 
-static qv_shm_snapshot *snapshot_buffer(void *base, uint32_t which) {
-    qv_shm_header *h = base;
-    return (qv_shm_snapshot *)((char *)base + h->state_offset + (uint64_t)which * h->state_size);
+/* NULL for an index beyond this process's worker capacity. */
+static qv_shm_worker *worker_at(const qv_shm_segment *seg, uint32_t index) {
+    if (index >= seg->layout.worker_capacity) return NULL;
+    return (qv_shm_worker *)at(seg, seg->layout.status_offset) + index;
 }
+
+static uint64_t now_unix_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* ---- the seqlock read, shared by frames, snapshots and blobs ---- */
+
+/* The start of a seqlock read of a block: its even sequence number in *s1; or EMPTY (never
+ * written), BUSY (a live writer is in it) or ABANDONED (its writer died in it). */
+static int seq_read_begin(_Atomic uint64_t *seq, const int32_t *writer_pid, int (*writer_alive)(int32_t), uint64_t *s1) {
+    const uint64_t s = atomic_load_explicit(seq, memory_order_acquire);
+    if (s == 0) return QV_SHM_READ_EMPTY;
+    if (s & 1u) {
+        const int32_t pid = *(const volatile int32_t *)writer_pid;
+        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
+    }
+    *s1 = s;
+    return QV_SHM_READ_OK;
+}
+
+/* The end of a seqlock read: OK when the sequence is still s1 (what was read in between is one
+ * writer's whole work), TORN otherwise. */
+static int seq_read_end(_Atomic uint64_t *seq, uint64_t s1) {
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(seq, memory_order_relaxed) == s1 ? QV_SHM_READ_OK : QV_SHM_READ_TORN;
+}
+
+/* ---- frames ---- */
 
 static uint32_t frame_array_count(uint32_t fields) { return 3u + optional_arrays(fields); }
-
-static uint64_t array_stride(const qv_shm_header *h) { return round_up((uint64_t)h->atom_capacity * 4u, QV_SHM_ALIGN); }
-static uint64_t user_stride(const qv_shm_header *h) { return round_up((uint64_t)h->user_force_capacity * 4u, QV_SHM_ALIGN); }
 
 static uint64_t user_checksum(uint64_t c, uint32_t n, const uint32_t *index, const float *fx, const float *fy, const float *fz) {
     c = qv_shm_checksum(index, (size_t)n * 4u, c);
@@ -173,42 +214,36 @@ static uint64_t user_checksum(uint64_t c, uint32_t n, const uint32_t *index, con
     return qv_shm_checksum(fz, (size_t)n * 4u, c);
 }
 
-void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float *const *arrays, const qv_shm_user_forces *user) {
-    qv_shm_header *h = base;
-    qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(meta->frame_index % h->slot_count));
-    const uint64_t stride = array_stride(h);
-    const uint32_t fields = meta->fields & h->fields;
+uint64_t qv_shm_frames_published(const qv_shm_segment *seg) {
+    return atomic_load_explicit(&header_of(seg)->frames_published, memory_order_acquire);
+}
+
+int qv_shm_publish_frame(const qv_shm_segment *seg, qv_shm_frame_info *meta, const float *const *arrays, const qv_shm_user_forces *user) {
+    const qv_shm_layout *l = &seg->layout;
+    if (meta->atom_count > l->atom_capacity) return QV_SHM_ERR_SIZE;
+    qv_shm_header *h = header_of(seg);
+    qv_shm_frame *slot = frame_slot(seg, meta->frame_index);
+    const uint64_t stride = l->array_stride;
+    const uint32_t fields = meta->fields & l->fields;
     const uint32_t narrays = frame_array_count(fields);
     const size_t bytes = (size_t)meta->atom_count * sizeof(float);
     uint32_t nuser = user ? user->count : 0u;
-    if (nuser > h->user_force_capacity) nuser = h->user_force_capacity;
+    if (nuser > l->user_force_capacity) nuser = l->user_force_capacity;
     uint64_t checksum = 0x51ed270b27a3b41dULL;
     for (uint32_t a = 0; a < narrays; a++) checksum = qv_shm_checksum(arrays[a], bytes, checksum);
     if (nuser > 0) checksum = user_checksum(checksum, nuser, user->index, user->fx, user->fy, user->fz);
+    meta->fields = fields;
+    meta->user_force_count = nuser;
+    meta->checksum = checksum;
+    meta->publish_unix_ns = now_unix_ns();
 
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     uint64_t s = qv_shm_write_begin(&slot->seq);
-    slot->frame_index = meta->frame_index;
-    slot->step = meta->step;
-    slot->time_ps = meta->time_ps;
-    slot->atom_count = meta->atom_count;
-    slot->fields = fields;
-    slot->writer_pid = meta->writer_pid;
-    slot->checksum = checksum;
-    slot->publish_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    memcpy(slot->box, meta->box, sizeof(slot->box));
-    slot->potential_energy = meta->potential_energy;
-    slot->kinetic_energy = meta->kinetic_energy;
-    slot->temperature = meta->temperature;
-    slot->user_energy = meta->user_energy;
-    slot->user_work = meta->user_work;
-    slot->user_force_count = nuser;
+    slot->info = *meta;
     char *data = (char *)slot + sizeof(qv_shm_frame);
     for (uint32_t a = 0; a < narrays; a++) memcpy(data + a * stride, arrays[a], bytes);
     if (nuser > 0) {
-        char *u = data + frame_array_count(h->fields) * stride;
-        const uint64_t us = user_stride(h);
+        char *u = data + frame_array_count(l->fields) * stride;
+        const uint64_t us = l->user_stride;
         memcpy(u, user->index, (size_t)nuser * 4u);
         memcpy(u + us, user->fx, (size_t)nuser * 4u);
         memcpy(u + 2u * us, user->fy, (size_t)nuser * 4u);
@@ -216,57 +251,40 @@ void qv_shm_publish_frame(void *base, const qv_shm_frame_info *meta, const float
     }
     qv_shm_write_end(&slot->seq, s);
     atomic_store_explicit(&h->frames_published, meta->frame_index + 1u, memory_order_release);
-}
-
-static void frame_to_info(const qv_shm_frame *slot, qv_shm_frame_info *meta) {
-    meta->frame_index = slot->frame_index;
-    meta->step = slot->step;
-    meta->time_ps = slot->time_ps;
-    meta->atom_count = slot->atom_count;
-    meta->fields = slot->fields;
-    meta->writer_pid = slot->writer_pid;
-    meta->user_force_count = slot->user_force_count;
-    meta->checksum = slot->checksum;
-    meta->publish_unix_ns = slot->publish_unix_ns;
-    memcpy(meta->box, slot->box, sizeof(meta->box));
-    meta->potential_energy = slot->potential_energy;
-    meta->kinetic_energy = slot->kinetic_energy;
-    meta->temperature = slot->temperature;
-    meta->user_energy = slot->user_energy;
-    meta->user_work = slot->user_work;
+    return QV_SHM_OK;
 }
 
 /* The start of a seqlock read of frame `frame_index`: its slot and even sequence number, and the
- * frame's scalars in `meta`; or EMPTY, BUSY (a live writer is in it) or ABANDONED (a dead one). */
-static int begin_frame_read(void *base, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid),
+ * frame's scalars copied once into `meta` and checked there (the frame index, then the counts
+ * against this process's layout: LAPPED or CORRUPT; the slot may change meanwhile, so only the
+ * copy is checked and used). */
+static int begin_frame_read(const qv_shm_segment *seg, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid),
                             qv_shm_frame **slot_out, uint64_t *seq_out) {
-    qv_shm_header *h = base;
-    if (frame_index >= atomic_load_explicit(&h->frames_published, memory_order_acquire)) return QV_SHM_READ_EMPTY;
-    qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(frame_index % h->slot_count));
-    const uint64_t s1 = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    if (s1 == 0) return QV_SHM_READ_EMPTY;
-    if (s1 & 1u) {
-        int32_t pid = *(volatile int32_t *)&slot->writer_pid;
-        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
-    }
-    frame_to_info(slot, meta);
+    if (frame_index >= qv_shm_frames_published(seg)) return QV_SHM_READ_EMPTY;
+    qv_shm_frame *slot = frame_slot(seg, frame_index);
+    const int begun = seq_read_begin(&slot->seq, &slot->info.writer_pid, writer_alive, seq_out);
+    if (begun != QV_SHM_READ_OK) return begun;
+    *meta = slot->info;
     *slot_out = slot;
-    *seq_out = s1;
+    const qv_shm_layout *l = &seg->layout;
+    if (meta->frame_index != frame_index) return QV_SHM_READ_LAPPED;
+    if (meta->atom_count > l->atom_capacity || (meta->fields & ~l->fields) != 0 || meta->user_force_count > l->user_force_capacity)
+        return QV_SHM_READ_CORRUPT;
     return QV_SHM_READ_OK;
 }
 
 /* Where a slot keeps the arrays of `fields` (x, y, z, vx, vy, vz, fx, fy, fz; absent ones NULL)
  * and its user forces. */
-static void slot_pointers(const qv_shm_header *h, const qv_shm_frame *slot, uint32_t fields, qv_shm_frame_view *view) {
+static void slot_pointers(const qv_shm_layout *l, const qv_shm_frame *slot, uint32_t fields, qv_shm_frame_view *view) {
     memset(view, 0, sizeof *view);
-    const uint64_t stride = array_stride(h);
+    const uint64_t stride = l->array_stride;
     const char *data = (const char *)slot + sizeof(qv_shm_frame);
     for (uint32_t a = 0, k = 0; a < 9; a++) {
         const int present = a < 3 || (a < 6 ? (fields & QV_SHM_FIELD_VELOCITIES) != 0 : (fields & QV_SHM_FIELD_FORCES) != 0);
         if (present) view->arrays[a] = (const float *)(data + (k++) * stride);
     }
-    const char *u = data + frame_array_count(h->fields) * stride;
-    const uint64_t us = user_stride(h);
+    const char *u = data + frame_array_count(l->fields) * stride;
+    const uint64_t us = l->user_stride;
     view->user_index = (const uint32_t *)u;
     view->user_fx = (const float *)(u + us);
     view->user_fy = (const float *)(u + 2u * us);
@@ -275,10 +293,10 @@ static void slot_pointers(const qv_shm_header *h, const qv_shm_frame *slot, uint
 
 /* A copying read is an in-place view (seqlock, capacity and checksum checks over the slot), the
  * copy, then the view's validity: the copies match the checked slot when its sequence held. */
-int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
+int qv_shm_read_frame(const qv_shm_segment *seg, uint64_t frame_index, qv_shm_frame_info *meta, float *const *arrays,
                       uint32_t capacity, qv_shm_user_forces_out *user, int (*writer_alive)(int32_t pid)) {
     qv_shm_frame_view view;
-    const int status = qv_shm_view_frame(cbase, frame_index, meta, &view, writer_alive);
+    const int status = qv_shm_view_frame(seg, frame_index, meta, &view, writer_alive);
     if (status != QV_SHM_READ_OK) return status;
     if (meta->atom_count > capacity || (user && meta->user_force_count > user->capacity)) return QV_SHM_READ_CORRUPT;
     const size_t bytes = (size_t)meta->atom_count * sizeof(float);
@@ -293,26 +311,19 @@ int qv_shm_read_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
         memcpy(user->fz, view.user_fz, ub);
         user->count = meta->user_force_count;
     }
-    return qv_shm_view_valid(cbase, frame_index, &view);
+    return qv_shm_view_valid(seg, frame_index, &view);
 }
 
-int qv_shm_view_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, qv_shm_frame_view *view,
+int qv_shm_view_frame(const qv_shm_segment *seg, uint64_t frame_index, qv_shm_frame_info *meta, qv_shm_frame_view *view,
                       int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
-    qv_shm_header *h = base;
     qv_shm_frame *slot;
     uint64_t s1;
-    const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
-    if (begun != QV_SHM_READ_OK) return begun;
-    int status = QV_SHM_READ_OK;
-    const uint32_t fields = meta->fields & h->fields;
+    int status = begin_frame_read(seg, frame_index, meta, writer_alive, &slot, &s1);
+    if (status == QV_SHM_READ_EMPTY || status == QV_SHM_READ_BUSY || status == QV_SHM_READ_ABANDONED) return status;
     uint64_t checksum = 0x51ed270b27a3b41dULL;
-    if (meta->frame_index != frame_index) status = QV_SHM_READ_LAPPED;
-    else if (meta->atom_count > h->atom_capacity || fields != meta->fields || meta->user_force_count > h->user_force_capacity)
-        status = QV_SHM_READ_CORRUPT;
-    else {
+    if (status == QV_SHM_READ_OK) {
         /* The checksum runs over the slot in place; the seqlock check below covers it. */
-        slot_pointers(h, slot, fields, view);
+        slot_pointers(&seg->layout, slot, meta->fields, view);
         const size_t bytes = (size_t)meta->atom_count * sizeof(float);
         for (uint32_t a = 0; a < 9; a++) {
             if (view->arrays[a]) checksum = qv_shm_checksum(view->arrays[a], bytes, checksum);
@@ -320,32 +331,28 @@ int qv_shm_view_frame(const void *cbase, uint64_t frame_index, qv_shm_frame_info
         if (meta->user_force_count > 0)
             checksum = user_checksum(checksum, meta->user_force_count, view->user_index, view->user_fx, view->user_fy, view->user_fz);
     }
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
+    const int ended = seq_read_end(&slot->seq, s1);
+    if (ended != QV_SHM_READ_OK) return ended;
     if (status != QV_SHM_READ_OK) return status;
     if (checksum != meta->checksum) return QV_SHM_READ_CORRUPT;
     view->seq = s1;
     return QV_SHM_READ_OK;
 }
 
-int qv_shm_view_valid(const void *cbase, uint64_t frame_index, const qv_shm_frame_view *view) {
-    void *base = (void *)cbase;
-    qv_shm_header *h = base;
-    qv_shm_frame *slot = qv_shm_frame_slot(base, (uint32_t)(frame_index % h->slot_count));
-    atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(&slot->seq, memory_order_relaxed) == view->seq ? QV_SHM_READ_OK : QV_SHM_READ_TORN;
+int qv_shm_view_valid(const qv_shm_segment *seg, uint64_t frame_index, const qv_shm_frame_view *view) {
+    return seq_read_end(&frame_slot(seg, frame_index)->seq, view->seq);
 }
 
-int qv_shm_read_frame_info(const void *cbase, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid)) {
-    void *base = (void *)cbase;
+int qv_shm_read_frame_info(const qv_shm_segment *seg, uint64_t frame_index, qv_shm_frame_info *meta, int (*writer_alive)(int32_t pid)) {
     qv_shm_frame *slot;
     uint64_t s1;
-    const int begun = begin_frame_read(base, frame_index, meta, writer_alive, &slot, &s1);
-    if (begun != QV_SHM_READ_OK) return begun;
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
-    return meta->frame_index == frame_index ? QV_SHM_READ_OK : QV_SHM_READ_LAPPED;
+    const int status = begin_frame_read(seg, frame_index, meta, writer_alive, &slot, &s1);
+    if (status == QV_SHM_READ_EMPTY || status == QV_SHM_READ_BUSY || status == QV_SHM_READ_ABANDONED) return status;
+    const int ended = seq_read_end(&slot->seq, s1);
+    return ended != QV_SHM_READ_OK ? ended : status;
 }
+
+/* ---- engine snapshots ---- */
 
 static uint64_t snapshot_checksum(uint32_t n, const float *const *arrays6, const int32_t *const *images3) {
     uint64_t c = 0x2545f4914f6cdd1dULL;
@@ -354,59 +361,49 @@ static uint64_t snapshot_checksum(uint32_t n, const float *const *arrays6, const
     return c;
 }
 
-void qv_shm_write_snapshot(void *base, const qv_shm_snapshot_info *meta, const float *const *arrays6, const int32_t *const *images3) {
-    qv_shm_header *h = base;
+uint64_t qv_shm_snapshots_written(const qv_shm_segment *seg) {
+    return atomic_load_explicit(&header_of(seg)->snapshots_written, memory_order_acquire);
+}
+
+int qv_shm_write_snapshot(const qv_shm_segment *seg, qv_shm_snapshot_info *meta, const float *const *arrays6, const int32_t *const *images3) {
+    const qv_shm_layout *l = &seg->layout;
+    if (meta->atom_count > l->atom_capacity) return QV_SHM_ERR_SIZE;
+    qv_shm_header *h = header_of(seg);
     const uint64_t index = atomic_load_explicit(&h->snapshots_written, memory_order_relaxed);
-    qv_shm_snapshot *buf = snapshot_buffer(base, (uint32_t)(index % 2u));
-    const uint64_t stride = (h->state_size - sizeof(qv_shm_snapshot)) / 9u;
+    qv_shm_snapshot *buf = snapshot_buffer(seg, index);
+    const uint64_t stride = l->array_stride;
     const size_t bytes = (size_t)meta->atom_count * 4u;
-    const uint64_t checksum = snapshot_checksum(meta->atom_count, arrays6, images3);
+    meta->snapshot_index = index;
+    meta->checksum = snapshot_checksum(meta->atom_count, arrays6, images3);
     uint64_t s = qv_shm_write_begin(&buf->seq);
-    buf->snapshot_index = index;
-    buf->step = meta->step;
-    buf->time_ps = meta->time_ps;
-    buf->atom_count = meta->atom_count;
-    buf->writer_pid = meta->writer_pid;
-    buf->checksum = checksum;
-    memcpy(buf->box, meta->box, sizeof(buf->box));
-    buf->frames_published = meta->frames_published;
+    buf->info = *meta;
     char *data = (char *)buf + sizeof(qv_shm_snapshot);
     for (int a = 0; a < 6; a++) memcpy(data + a * stride, arrays6[a], bytes);
     for (int a = 0; a < 3; a++) memcpy(data + (6 + a) * stride, images3[a], bytes);
     qv_shm_write_end(&buf->seq, s);
     atomic_store_explicit(&h->snapshots_written, index + 1u, memory_order_release);
+    return QV_SHM_OK;
 }
 
-static int read_snapshot_buffer(void *base, uint64_t index, qv_shm_snapshot_info *meta, float *const *arrays6,
+static int read_snapshot_buffer(const qv_shm_segment *seg, uint64_t index, qv_shm_snapshot_info *meta, float *const *arrays6,
                                 int32_t *const *images3, uint32_t capacity, int (*writer_alive)(int32_t)) {
-    qv_shm_header *h = base;
-    qv_shm_snapshot *buf = snapshot_buffer(base, (uint32_t)(index % 2u));
-    const uint64_t s1 = atomic_load_explicit(&buf->seq, memory_order_acquire);
-    if (s1 == 0) return QV_SHM_READ_EMPTY;
-    if (s1 & 1u) {
-        int32_t pid = *(volatile int32_t *)&buf->writer_pid;
-        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
-    }
-    meta->snapshot_index = buf->snapshot_index;
-    meta->step = buf->step;
-    meta->time_ps = buf->time_ps;
-    meta->atom_count = buf->atom_count;
-    meta->writer_pid = buf->writer_pid;
-    meta->checksum = buf->checksum;
-    memcpy(meta->box, buf->box, sizeof(meta->box));
-    meta->frames_published = buf->frames_published;
+    qv_shm_snapshot *buf = snapshot_buffer(seg, index);
+    uint64_t s1;
+    const int begun = seq_read_begin(&buf->seq, &buf->info.writer_pid, writer_alive, &s1);
+    if (begun != QV_SHM_READ_OK) return begun;
+    *meta = buf->info;
     int status = QV_SHM_READ_OK;
     if (meta->snapshot_index != index) status = QV_SHM_READ_LAPPED;
-    else if (meta->atom_count > capacity || meta->atom_count > h->atom_capacity) status = QV_SHM_READ_CORRUPT;
+    else if (meta->atom_count > capacity || meta->atom_count > seg->layout.atom_capacity) status = QV_SHM_READ_CORRUPT;
     else {
-        const uint64_t stride = (h->state_size - sizeof(qv_shm_snapshot)) / 9u;
+        const uint64_t stride = seg->layout.array_stride;
         const char *data = (const char *)buf + sizeof(qv_shm_snapshot);
         const size_t bytes = (size_t)meta->atom_count * 4u;
         for (int a = 0; a < 6; a++) memcpy(arrays6[a], data + a * stride, bytes);
         for (int a = 0; a < 3; a++) memcpy(images3[a], data + (6 + a) * stride, bytes);
     }
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&buf->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
+    const int ended = seq_read_end(&buf->seq, s1);
+    if (ended != QV_SHM_READ_OK) return ended;
     if (status != QV_SHM_READ_OK) return status;
     return snapshot_checksum(meta->atom_count, (const float *const *)arrays6, (const int32_t *const *)images3) == meta->checksum
                ? QV_SHM_READ_OK : QV_SHM_READ_CORRUPT;
@@ -414,8 +411,9 @@ static int read_snapshot_buffer(void *base, uint64_t index, qv_shm_snapshot_info
 
 /* Double-buffered blocks (snapshots, blobs): reads the newest of `written` writes with
  * `read_one(ctx, index)`, retrying while a live writer is busy or the copy tore, and falling back
- * to the older buffer when the newest was abandoned mid-write or is corrupt. */
-static int read_newest_of_two(const _Atomic uint64_t *written_counter, int (*read_one)(void *ctx, uint64_t index), void *ctx) {
+ * to the older buffer when the newest was abandoned mid-write or is corrupt; when that fails too,
+ * the newest's failure. */
+static int read_newest_of_two(_Atomic uint64_t *written_counter, int (*read_one)(void *ctx, uint64_t index), void *ctx) {
     for (int attempt = 0; attempt < 1000; attempt++) {
         const uint64_t written = atomic_load_explicit(written_counter, memory_order_acquire);
         if (written == 0) return QV_SHM_READ_EMPTY;
@@ -423,13 +421,13 @@ static int read_newest_of_two(const _Atomic uint64_t *written_counter, int (*rea
         if (r == QV_SHM_READ_OK) return r;
         if (r == QV_SHM_READ_BUSY || r == QV_SHM_READ_TORN || r == QV_SHM_READ_LAPPED) continue;
         if (written >= 2u && read_one(ctx, written - 2u) == QV_SHM_READ_OK) return QV_SHM_READ_OK;
-        return QV_SHM_READ_EMPTY;
+        return r == QV_SHM_READ_EMPTY ? QV_SHM_READ_CORRUPT : r; /* counted as written, yet never written: corrupt */
     }
     return QV_SHM_READ_BUSY;
 }
 
 typedef struct snapshot_read {
-    void *base;
+    const qv_shm_segment *seg;
     qv_shm_snapshot_info *meta;
     float *const *arrays6;
     int32_t *const *images3;
@@ -439,13 +437,13 @@ typedef struct snapshot_read {
 
 static int read_snapshot_one(void *ctx, uint64_t index) {
     snapshot_read *r = ctx;
-    return read_snapshot_buffer(r->base, index, r->meta, r->arrays6, r->images3, r->capacity, r->writer_alive);
+    return read_snapshot_buffer(r->seg, index, r->meta, r->arrays6, r->images3, r->capacity, r->writer_alive);
 }
 
-int qv_shm_read_snapshot(const void *cbase, qv_shm_snapshot_info *meta, float *const *arrays6, int32_t *const *images3,
+int qv_shm_read_snapshot(const qv_shm_segment *seg, qv_shm_snapshot_info *meta, float *const *arrays6, int32_t *const *images3,
                          uint32_t capacity, int (*writer_alive)(int32_t pid)) {
-    snapshot_read r = {(void *)cbase, meta, arrays6, images3, capacity, writer_alive};
-    return read_newest_of_two(&((qv_shm_header *)cbase)->snapshots_written, read_snapshot_one, &r);
+    snapshot_read r = {seg, meta, arrays6, images3, capacity, writer_alive};
+    return read_newest_of_two(&header_of(seg)->snapshots_written, read_snapshot_one, &r);
 }
 
 int qv_shm_pid_alive(int32_t pid) {
@@ -454,160 +452,150 @@ int qv_shm_pid_alive(int32_t pid) {
     return errno == EPERM;
 }
 
-void qv_shm_read_header(const void *cbase, qv_shm_header_info *out) {
-    qv_shm_header *h = (qv_shm_header *)cbase;
-    out->layout_version = h->layout_version;
-    out->atom_capacity = h->atom_capacity;
-    out->slot_count = h->slot_count;
-    out->worker_capacity = h->worker_capacity;
-    out->fields = h->fields;
+void qv_shm_read_header(const qv_shm_segment *seg, qv_shm_header_info *out) {
+    const qv_shm_header *h = header_of(seg);
+    out->layout = seg->layout;
     out->creator_pid = h->creator_pid;
-    out->total_size = h->total_size;
     out->created_unix_ns = h->created_unix_ns;
-    out->frames_published = atomic_load_explicit(&h->frames_published, memory_order_acquire);
-    out->snapshots_written = atomic_load_explicit(&h->snapshots_written, memory_order_acquire);
-    out->user_force_capacity = h->user_force_capacity;
-    out->command_slots = h->command_slots;
+    out->frames_published = qv_shm_frames_published(seg);
+    out->snapshots_written = qv_shm_snapshots_written(seg);
 }
 
 /* ---- command ring ---- */
 
-static qv_shm_command *command_slot(void *base, uint64_t seq) {
-    qv_shm_header *h = base;
-    return (qv_shm_command *)((char *)base + h->command_offset + (seq % h->command_slots) * h->command_slot_size);
+static qv_shm_command *command_slot(const qv_shm_segment *seg, uint64_t seq) {
+    const qv_shm_layout *l = &seg->layout;
+    return (qv_shm_command *)at(seg, l->command_offset + (seq % l->command_slots) * l->command_slot_size);
 }
 
-uint32_t qv_shm_command_capacity(const void *base) {
-    const qv_shm_header *h = base;
-    return (uint32_t)(h->command_slot_size - sizeof(qv_shm_command) - QV_SHM_COMMAND_REPLY);
+static char *command_reply(qv_shm_command *c) { return (char *)c + sizeof(qv_shm_command); }
+static char *command_payload(qv_shm_command *c) { return (char *)c + sizeof(qv_shm_command) + QV_SHM_COMMAND_REPLY; }
+
+uint32_t qv_shm_command_capacity(const qv_shm_segment *seg) {
+    return (uint32_t)(seg->layout.command_slot_size - sizeof(qv_shm_command) - QV_SHM_COMMAND_REPLY);
 }
 
-uint64_t qv_shm_commands_posted(const void *base) {
-    return atomic_load_explicit(&((qv_shm_header *)base)->commands_posted, memory_order_acquire);
+uint64_t qv_shm_commands_posted(const qv_shm_segment *seg) {
+    return atomic_load_explicit(&header_of(seg)->commands_posted, memory_order_acquire);
 }
 
-uint64_t qv_shm_commands_applied(const void *base) {
-    return atomic_load_explicit(&((qv_shm_header *)base)->commands_applied, memory_order_acquire);
+uint64_t qv_shm_commands_applied(const qv_shm_segment *seg) {
+    return atomic_load_explicit(&header_of(seg)->commands_applied, memory_order_acquire);
 }
 
-uint64_t qv_shm_command_post(void *base, const void *payload, uint32_t length) {
-    qv_shm_header *h = base;
-    if (length > qv_shm_command_capacity(base)) return UINT64_MAX;
+int qv_shm_command_post(const qv_shm_segment *seg, const void *payload, uint32_t length, uint64_t *seq_out) {
+    qv_shm_header *h = header_of(seg);
+    if (length > qv_shm_command_capacity(seg)) return QV_SHM_ERR_SIZE;
     const uint64_t seq = atomic_load_explicit(&h->commands_posted, memory_order_relaxed) + 1u;
-    qv_shm_command *c = command_slot(base, seq);
+    if (seq == 0) return QV_SHM_ERR_FULL; /* the counter was written over: no sequence number left */
+    qv_shm_command *c = command_slot(seg, seq);
     const uint64_t previous = atomic_load_explicit(&c->posted, memory_order_acquire);
-    if (previous != 0 && atomic_load_explicit(&c->done, memory_order_acquire) != previous) return 0;
+    if (previous != 0 && atomic_load_explicit(&c->done, memory_order_acquire) != previous) return QV_SHM_ERR_FULL;
     c->length = length;
     c->status = 0;
     c->applied_step = 0;
     c->reply_length = 0;
     c->engine_pid = 0;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    c->posted_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    c->posted_unix_ns = now_unix_ns();
     c->done_unix_ns = 0;
-    memcpy((char *)c + sizeof(qv_shm_command) + QV_SHM_COMMAND_REPLY, payload, length);
+    memcpy(command_payload(c), payload, length);
     atomic_store_explicit(&c->posted, seq, memory_order_release);
     atomic_store_explicit(&h->commands_posted, seq, memory_order_release);
-    return seq;
+    *seq_out = seq;
+    return QV_SHM_OK;
 }
 
-int64_t qv_shm_command_take(const void *base, uint64_t seq, void *payload, uint32_t capacity) {
-    qv_shm_command *c = command_slot((void *)base, seq);
-    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return -1;
-    uint32_t n = c->length;
-    if (n > capacity || n > qv_shm_command_capacity(base)) return -1;
-    memcpy(payload, (const char *)c + sizeof(qv_shm_command) + QV_SHM_COMMAND_REPLY, n);
-    return (int64_t)n;
+int qv_shm_command_take(const qv_shm_segment *seg, uint64_t seq, void *payload, uint32_t capacity, uint32_t *length) {
+    qv_shm_command *c = command_slot(seg, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return QV_SHM_READ_LAPPED;
+    const uint32_t n = c->length;
+    if (n > capacity || n > qv_shm_command_capacity(seg)) return QV_SHM_READ_CORRUPT;
+    memcpy(payload, command_payload(c), n);
+    *length = n;
+    return QV_SHM_READ_OK;
 }
 
-void qv_shm_command_finish(void *base, uint64_t seq, int32_t status, uint64_t applied_step, const char *reply, uint32_t reply_length,
-                           int32_t engine_pid) {
-    qv_shm_header *h = base;
-    qv_shm_command *c = command_slot(base, seq);
+void qv_shm_command_finish(const qv_shm_segment *seg, uint64_t seq, int32_t status, uint64_t applied_step, const char *reply,
+                           uint32_t reply_length, int32_t engine_pid) {
+    qv_shm_header *h = header_of(seg);
+    qv_shm_command *c = command_slot(seg, seq);
     if (atomic_load_explicit(&c->posted, memory_order_acquire) == seq) {
         if (reply_length > QV_SHM_COMMAND_REPLY) reply_length = QV_SHM_COMMAND_REPLY;
         c->status = status;
         c->applied_step = applied_step;
         c->engine_pid = engine_pid;
-        memcpy((char *)c + sizeof(qv_shm_command), reply, reply_length);
+        if (reply_length > 0) memcpy(command_reply(c), reply, reply_length);
         c->reply_length = reply_length;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        c->done_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        c->done_unix_ns = now_unix_ns();
         atomic_store_explicit(&c->done, seq, memory_order_release);
     }
     uint64_t applied = atomic_load_explicit(&h->commands_applied, memory_order_relaxed);
     if (seq > applied) atomic_store_explicit(&h->commands_applied, seq, memory_order_release);
 }
 
-int qv_shm_command_result(const void *base, uint64_t seq, int32_t *status, uint64_t *applied_step, char *reply,
+int qv_shm_command_result(const qv_shm_segment *seg, uint64_t seq, int32_t *status, uint64_t *applied_step, char *reply,
                           uint32_t reply_capacity, uint32_t *reply_length) {
-    qv_shm_command *c = command_slot((void *)base, seq);
-    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return -1;
-    if (atomic_load_explicit(&c->done, memory_order_acquire) != seq) return 0;
+    qv_shm_command *c = command_slot(seg, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return QV_SHM_READ_LAPPED;
+    if (atomic_load_explicit(&c->done, memory_order_acquire) != seq) return QV_SHM_READ_BUSY;
+    const uint32_t n = c->reply_length;
+    if (n > QV_SHM_COMMAND_REPLY || n > reply_capacity) return QV_SHM_READ_CORRUPT;
     *status = c->status;
     *applied_step = c->applied_step;
-    uint32_t n = c->reply_length;
-    if (n > reply_capacity) n = reply_capacity;
-    memcpy(reply, (const char *)c + sizeof(qv_shm_command), n);
+    memcpy(reply, command_reply(c), n);
     *reply_length = n;
     /* the poster is the only one who reuses the slot, so it cannot change under us */
-    return 1;
+    return QV_SHM_READ_OK;
 }
 
 /* ---- blobs ---- */
 
-static qv_shm_blob_entry *blob_entry(void *base, uint32_t blob) {
-    qv_shm_header *h = base;
-    char *p = (char *)base + h->blob_offset;
-    for (uint32_t b = 0; b < blob; b++) p += sizeof(qv_shm_blob_entry) + 2u * (sizeof(qv_shm_blob_buffer) + h->blob_capacity[b]);
-    return (qv_shm_blob_entry *)p;
+static qv_shm_blob_entry *blob_entry(const qv_shm_segment *seg, uint32_t blob) {
+    const qv_shm_layout *l = &seg->layout;
+    uint64_t offset = l->blob_offset;
+    for (uint32_t b = 0; b < blob; b++) offset += sizeof(qv_shm_blob_entry) + 2u * (sizeof(qv_shm_blob_buffer) + l->blob_capacity[b]);
+    return (qv_shm_blob_entry *)at(seg, offset);
 }
 
-static qv_shm_blob_buffer *blob_buffer(void *base, uint32_t blob, uint64_t index) {
-    qv_shm_header *h = base;
-    char *p = (char *)blob_entry(base, blob) + sizeof(qv_shm_blob_entry);
-    return (qv_shm_blob_buffer *)(p + (index % 2u) * (sizeof(qv_shm_blob_buffer) + h->blob_capacity[blob]));
+static qv_shm_blob_buffer *blob_buffer(const qv_shm_segment *seg, uint32_t blob, uint64_t index) {
+    char *p = (char *)blob_entry(seg, blob) + sizeof(qv_shm_blob_entry);
+    return (qv_shm_blob_buffer *)(p + (index % 2u) * (sizeof(qv_shm_blob_buffer) + seg->layout.blob_capacity[blob]));
 }
 
-uint64_t qv_shm_blob_capacity(const void *base, uint32_t blob) {
-    return blob < QV_SHM_BLOBS ? ((const qv_shm_header *)base)->blob_capacity[blob] : 0;
+uint64_t qv_shm_blob_capacity(const qv_shm_segment *seg, uint32_t blob) {
+    return blob < QV_SHM_BLOBS ? seg->layout.blob_capacity[blob] : 0;
 }
 
-int qv_shm_blob_write(void *base, uint32_t blob, const void *data, uint64_t length, int32_t writer_pid) {
+int qv_shm_blob_write(const qv_shm_segment *seg, uint32_t blob, const void *data, uint64_t length, int32_t writer_pid) {
     if (blob >= QV_SHM_BLOBS) return QV_SHM_ERR_ARGUMENT;
-    if (length > qv_shm_blob_capacity(base, blob)) return QV_SHM_ERR_SIZE;
-    qv_shm_blob_entry *e = blob_entry(base, blob);
+    if (length > qv_shm_blob_capacity(seg, blob)) return QV_SHM_ERR_SIZE;
+    qv_shm_blob_entry *e = blob_entry(seg, blob);
     const uint64_t index = atomic_load_explicit(&e->written, memory_order_relaxed);
-    qv_shm_blob_buffer *b = blob_buffer(base, blob, index);
+    qv_shm_blob_buffer *b = blob_buffer(seg, blob, index);
     const uint64_t s = qv_shm_write_begin(&b->seq);
     b->index = index;
     b->length = length;
     b->writer_pid = writer_pid;
     b->checksum = qv_shm_checksum(data, length, 0x6a09e667f3bcc908ULL);
-    memcpy((char *)b + sizeof(qv_shm_blob_buffer), data, length);
+    if (length > 0) memcpy((char *)b + sizeof(qv_shm_blob_buffer), data, length);
     qv_shm_write_end(&b->seq, s);
     atomic_store_explicit(&e->written, index + 1u, memory_order_release);
     return QV_SHM_OK;
 }
 
-static int read_blob_buffer(void *base, uint32_t blob, uint64_t index, void *out, uint64_t capacity, uint64_t *length,
+static int read_blob_buffer(const qv_shm_segment *seg, uint32_t blob, uint64_t index, void *out, uint64_t capacity, uint64_t *length,
                             int (*writer_alive)(int32_t)) {
-    qv_shm_blob_buffer *b = blob_buffer(base, blob, index);
-    const uint64_t s1 = atomic_load_explicit(&b->seq, memory_order_acquire);
-    if (s1 == 0) return QV_SHM_READ_EMPTY;
-    if (s1 & 1u) {
-        int32_t pid = *(volatile int32_t *)&b->writer_pid;
-        return (writer_alive == NULL || writer_alive(pid)) ? QV_SHM_READ_BUSY : QV_SHM_READ_ABANDONED;
-    }
+    qv_shm_blob_buffer *b = blob_buffer(seg, blob, index);
+    uint64_t s1;
+    const int begun = seq_read_begin(&b->seq, &b->writer_pid, writer_alive, &s1);
+    if (begun != QV_SHM_READ_OK) return begun;
     const uint64_t n = b->length, checksum = b->checksum, got = b->index;
     int status = QV_SHM_READ_OK;
     if (got != index) status = QV_SHM_READ_LAPPED;
-    else if (n > capacity || n > qv_shm_blob_capacity(base, blob)) status = QV_SHM_READ_CORRUPT;
-    else memcpy(out, (const char *)b + sizeof(qv_shm_blob_buffer), n);
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1) return QV_SHM_READ_TORN;
+    else if (n > capacity || n > qv_shm_blob_capacity(seg, blob)) status = QV_SHM_READ_CORRUPT;
+    else if (n > 0) memcpy(out, (const char *)b + sizeof(qv_shm_blob_buffer), n);
+    const int ended = seq_read_end(&b->seq, s1);
+    if (ended != QV_SHM_READ_OK) return ended;
     if (status != QV_SHM_READ_OK) return status;
     if (qv_shm_checksum(out, n, 0x6a09e667f3bcc908ULL) != checksum) return QV_SHM_READ_CORRUPT;
     *length = n;
@@ -615,7 +603,7 @@ static int read_blob_buffer(void *base, uint32_t blob, uint64_t index, void *out
 }
 
 typedef struct blob_read {
-    void *base;
+    const qv_shm_segment *seg;
     uint32_t blob;
     void *out;
     uint64_t capacity;
@@ -625,38 +613,37 @@ typedef struct blob_read {
 
 static int read_blob_one(void *ctx, uint64_t index) {
     blob_read *r = ctx;
-    return read_blob_buffer(r->base, r->blob, index, r->out, r->capacity, r->length, r->writer_alive);
+    return read_blob_buffer(r->seg, r->blob, index, r->out, r->capacity, r->length, r->writer_alive);
 }
 
-int qv_shm_blob_read(const void *cbase, uint32_t blob, void *out, uint64_t capacity, uint64_t *length,
+int qv_shm_blob_read(const qv_shm_segment *seg, uint32_t blob, void *out, uint64_t capacity, uint64_t *length,
                      int (*writer_alive)(int32_t pid)) {
     if (blob >= QV_SHM_BLOBS) return QV_SHM_READ_EMPTY;
-    blob_read r = {(void *)cbase, blob, out, capacity, length, writer_alive};
-    return read_newest_of_two(&blob_entry((void *)cbase, blob)->written, read_blob_one, &r);
+    blob_read r = {seg, blob, out, capacity, length, writer_alive};
+    return read_newest_of_two(&blob_entry(seg, blob)->written, read_blob_one, &r);
 }
 
-#define WORKER(base, i) qv_shm_worker_at((void *)(base), (i))
+/* ---- worker status table: an index beyond this process's capacity reads 0, writes nothing ---- */
 
-int32_t qv_shm_worker_pid(const void *base, uint32_t i) { return atomic_load(&WORKER(base, i)->pid); }
-void qv_shm_worker_set_pid(void *base, uint32_t i, int32_t pid) { atomic_store(&WORKER(base, i)->pid, pid); }
-uint32_t qv_shm_worker_state(const void *base, uint32_t i) { return atomic_load(&WORKER(base, i)->state); }
-void qv_shm_worker_set_state(void *base, uint32_t i, uint32_t state) { atomic_store(&WORKER(base, i)->state, state); }
-uint64_t qv_shm_worker_progress(const void *base, uint32_t i) { return atomic_load(&WORKER(base, i)->progress); }
-uint64_t qv_shm_worker_heartbeat_ns(const void *base, uint32_t i) { return atomic_load(&WORKER(base, i)->heartbeat_ns); }
-void qv_shm_worker_advance(void *base, uint32_t i, uint64_t now_ns) {
-    atomic_fetch_add(&WORKER(base, i)->progress, 1u);
-    atomic_store(&WORKER(base, i)->heartbeat_ns, now_ns);
+#define WORKER_READ(seg, i, expr) do { const qv_shm_worker *w = worker_at((seg), (i)); return w ? (expr) : 0; } while (0)
+#define WORKER_WRITE(seg, i, stmt) do { qv_shm_worker *w = worker_at((seg), (i)); if (w) { stmt; } } while (0)
+
+int32_t qv_shm_worker_pid(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->pid)); }
+void qv_shm_worker_set_pid(const qv_shm_segment *seg, uint32_t i, int32_t pid) { WORKER_WRITE(seg, i, atomic_store(&w->pid, pid)); }
+uint32_t qv_shm_worker_state(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->state)); }
+void qv_shm_worker_set_state(const qv_shm_segment *seg, uint32_t i, uint32_t state) { WORKER_WRITE(seg, i, atomic_store(&w->state, state)); }
+uint64_t qv_shm_worker_progress(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->progress)); }
+uint64_t qv_shm_worker_heartbeat_ns(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->heartbeat_ns)); }
+void qv_shm_worker_advance(const qv_shm_segment *seg, uint32_t i, uint64_t now_ns) {
+    WORKER_WRITE(seg, i, atomic_fetch_add(&w->progress, 1u); atomic_store(&w->heartbeat_ns, now_ns));
 }
-uint32_t qv_shm_worker_restarts(const void *base, uint32_t i) { return atomic_load(&WORKER(base, i)->restarts); }
-void qv_shm_worker_set_restarts(void *base, uint32_t i, uint32_t r) { atomic_store(&WORKER(base, i)->restarts, r); }
-void qv_shm_worker_set_identity(void *base, uint32_t i, uint32_t role, const char *name) {
-    qv_shm_worker *w = WORKER(base, i);
-    w->role = role;
-    memset(w->name, 0, sizeof(w->name));
-    if (name) strncpy(w->name, name, sizeof(w->name) - 1);
+uint32_t qv_shm_worker_restarts(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, atomic_load(&w->restarts)); }
+void qv_shm_worker_set_restarts(const qv_shm_segment *seg, uint32_t i, uint32_t r) { WORKER_WRITE(seg, i, atomic_store(&w->restarts, r)); }
+void qv_shm_worker_set_identity(const qv_shm_segment *seg, uint32_t i, uint32_t role, const char *name) {
+    WORKER_WRITE(seg, i, w->role = role; memset(w->name, 0, sizeof(w->name)); if (name) strncpy(w->name, name, sizeof(w->name) - 1));
 }
-uint32_t qv_shm_worker_role(const void *base, uint32_t i) { return WORKER(base, i)->role; }
-void qv_shm_worker_name(const void *base, uint32_t i, char *out) {
-    memcpy(out, WORKER(base, i)->name, 32);
-    out[31] = 0;
+uint32_t qv_shm_worker_role(const qv_shm_segment *seg, uint32_t i) { WORKER_READ(seg, i, w->role); }
+void qv_shm_worker_name(const qv_shm_segment *seg, uint32_t i, char *out) {
+    memset(out, 0, 32);
+    WORKER_WRITE(seg, i, memcpy(out, w->name, 31)); /* the 32nd byte stays 0 whatever the entry holds */
 }

@@ -64,14 +64,8 @@ public final class QuiverClient {
     /// The newest frame that arrived, waiting up to `timeout` seconds; nil on timeout. Topology
     /// messages that arrived meanwhile update `topology`. Throws `WireError` for a malformed frame.
     public func nextFrame(timeout: Double) throws -> Received? {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            guard try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
-            let limits = limits
-            let frame = try message.withUnsafeBytes { (bytes) throws(WireError) in try FrameDecoder.decode(bytes, limits: limits) }
-            // The greeting a subscription triggers can repeat the frame just delivered: skip it.
-            if frame.index == lastIndex { continue }
-            lastIndex = frame.index
+        try nextNewFrame(timeout: timeout, decode: { (bytes, limits) throws(WireError) in try FrameDecoder.decode(bytes, limits: limits) },
+                         index: \.index) { frame in
             // Another system is shown (an embedding session's `show`): its topology is sent just
             // before its first frame, on the other subscription, so it may arrive before or after
             // the frames around it.
@@ -85,8 +79,7 @@ public final class QuiverClient {
                 }
             }
             return Received(frame: frame, topology: matching, receivedAt: Date().timeIntervalSince1970)
-        } while Date() < deadline
-        return nil
+        }
     }
 
     /// Index of the last frame delivered (to drop the repeat a late subscription's greeting can cause).
@@ -102,14 +95,25 @@ public final class QuiverClient {
     /// following a stream cheaply (monitoring, delivery benchmarks). Returns the summary and when
     /// it arrived (seconds since the Unix epoch).
     public func nextSummary(timeout: Double) throws -> (summary: FrameDecoder.Summary, receivedAt: Double)? {
+        try nextNewFrame(timeout: timeout, decode: { (bytes, limits) throws(WireError) in try FrameDecoder.summary(bytes, limits: limits) },
+                         index: \.index) { ($0, Date().timeIntervalSince1970) }
+    }
+
+    /// The one receive path of `nextFrame` and `nextSummary`: waits up to `timeout` seconds for a
+    /// frame message, decodes it in place with `decode`, skips a repeat of the frame delivered last
+    /// (the greeting a subscription triggers can repeat it) and hands the rest to `deliver`.
+    private func nextNewFrame<Decoded, Delivered>(timeout: Double,
+                                                  decode: (UnsafeRawBufferPointer, DecodeLimits) throws(WireError) -> Decoded,
+                                                  index: (Decoded) -> UInt64,
+                                                  deliver: (Decoded) throws -> Delivered) throws -> Delivered? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
             guard try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
             let limits = limits
-            let summary = try message.withUnsafeBytes { (bytes) throws(WireError) in try FrameDecoder.summary(bytes, limits: limits) }
-            if summary.index == lastIndex { continue }
-            lastIndex = summary.index
-            return (summary, Date().timeIntervalSince1970)
+            let decoded = try message.withUnsafeBytes { (bytes) throws(WireError) in try decode(bytes, limits) }
+            if index(decoded) == lastIndex { continue }
+            lastIndex = index(decoded)
+            return try deliver(decoded)
         } while Date() < deadline
         return nil
     }

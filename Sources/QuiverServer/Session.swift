@@ -166,7 +166,7 @@ public final class Session {
         self.dynamics = dynamics
         stopsOnSignals = options.stopOnSignals
         let segment = resources.segment
-        let status = segment.worker(Self.engineIndex)
+        let status = segment.workers[Self.engineIndex]
         status.setIdentity(role: UInt32(Self.engineIndex), name: "engine")
         status.pid = getpid()
         control = EngineControl(dynamics: dynamics, segment: segment, frameInterval: options.frameInterval, initial: dynamics.saveState(),
@@ -264,14 +264,14 @@ public final class Session {
         let segment = resources.segment
         // The new topology first, naming the index of the next frame (the first of `next`): the
         // broadcaster sends it just before that frame.
-        try TopologyFile.write(TopologyFile.topology(of: next), firstFrame: segment.framesPublished, to: resources.directory.topologyFilePath)
+        try TopologyFile.write(TopologyFile.topology(of: next), firstFrame: segment.frames.published, to: resources.directory.topologyFilePath)
         let nextControl = EngineControl(dynamics: next, segment: segment, frameInterval: control.frameInterval, initial: next.saveState(),
                                         postedFD: resources.events[.commandsPosted], doneFD: resources.events[.commandsDone])
         nextControl.logger = logger
         nextControl.carrySettings(from: control)
         control = nextControl
         dynamics = next
-        loop = EngineLoop(dynamics: next, segment: segment, control: nextControl, status: segment.worker(Self.engineIndex), reporter: nil,
+        loop = EngineLoop(dynamics: next, segment: segment, control: nextControl, status: segment.workers[Self.engineIndex], reporter: nil,
                           snapshotInterval: nil, publishedStep: -1)
         loop.frameFD = resources.events[.framePublished]
         try loop.publishFrame()
@@ -290,7 +290,7 @@ public final class Session {
         guard !closed else { return }
         closed = true
         runner.stop(reason: "session closed")
-        let status = resources.segment.worker(Self.engineIndex)
+        let status = resources.segment.workers[Self.engineIndex]
         status.state = .exited
         status.pid = 0
         if holdsSignals {
@@ -323,7 +323,7 @@ public final class Session {
         while true {
             try checkHealth()
             if runner.ended { throw SessionError.startFailed(runner.stoppedReason ?? "the supervisor ended") }
-            let states = workerRoles.indices.map { resources.segment.worker(Self.engineIndex + 1 + $0).state }
+            let states = workerRoles.indices.map { resources.segment.workers[Self.engineIndex + 1 + $0].state }
             if states.allSatisfy({ $0 == .ready }) { return }
             if Clock.monotonicNanoseconds > deadline {
                 let waiting = zip(workerRoles, states).filter { $0.1 != .ready }.map { "\($0.0) (\($0.1))" }

@@ -178,7 +178,7 @@ public final class Supervisor {
     }
 
     private func spawn(_ w: Worker) throws {
-        let status = segment.worker(w.index)
+        let status = segment.workers[w.index]
         status.setIdentity(role: UInt32(w.index), name: w.spec.role)
         status.state = .spawned
         let argv = [executable] + w.spec.arguments
@@ -222,26 +222,26 @@ public final class Supervisor {
             let reapedElsewhere = pid < 0 && errno == ECHILD
             if pid != w.pid && !reapedElsewhere { continue }
             w.pid = 0
-            segment.worker(w.index).pid = 0
+            segment.workers[w.index].pid = 0
             let exit = reapedElsewhere ? WorkerExit.unknown : WorkerExit(waitStatus: status)
             switch w.lifecycle.exited(exit, at: Self.now(), stopping: stopReason != nil) {
             case .stopped:
                 w.state = "stopped"
             case .finished:
                 w.state = "finished"
-                segment.worker(w.index).state = .exited
+                segment.workers[w.index].state = .exited
                 finishedRole = w.spec.role
                 logger.info("worker \(w.spec.role) finished", metadata: ["worker.role": "\(w.spec.role)"])
             case .giveUp(let restarts):
                 w.state = "failed"
-                segment.worker(w.index).state = .failed
+                segment.workers[w.index].state = .failed
                 logger.error("worker \(w.spec.role) \(exit); \(policy.maxRestarts) restarts within \(Int(policy.window)) s, giving up",
                              metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)"])
                 failure = .workerFailed(role: w.spec.role, restarts: restarts, lastExit: "\(exit)")
             case .restart(let delay, _):
                 w.respawnAt = Self.now() + delay
                 w.state = "restarting"
-                segment.worker(w.index).state = .failed
+                segment.workers[w.index].state = .failed
                 logger.warning("worker \(w.spec.role) \(exit); restarting in \(Int(delay * 1000)) ms",
                                metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)", "restart.delay_ms": .stringConvertible(Int(delay * 1000))])
             }
@@ -251,7 +251,7 @@ public final class Supervisor {
     private func checkWatchdogs(now: Double) {
         for w in workers where w.pid > 0 {
             let idle = w.lifecycle.secondsWithoutProgress(at: now)
-            if w.lifecycle.stalled(progress: segment.worker(w.index).progress, at: now) {
+            if w.lifecycle.stalled(progress: segment.workers[w.index].progress, at: now) {
                 logger.warning("worker \(w.spec.role) made no progress for \(String(format: "%.1f", idle)) s; killing it",
                                metadata: ["worker.role": "\(w.spec.role)", "worker.pid": .stringConvertible(w.pid)])
                 kill(-w.pid, SIGKILL)
@@ -268,7 +268,7 @@ public final class Supervisor {
 
     /// The step of the newest published frame.
     public var newestStep: UInt64? {
-        segment.latestFrameScalars()?.step
+        segment.frames.latestScalars()?.step
     }
 
     /// Engine steps per second over the last few seconds.
@@ -316,15 +316,15 @@ public final class Supervisor {
             "run_directory": runDirectory.path,
             "pid": Int(getpid()),
             "state": stopReason == nil ? "running" : "stopping",
-            "frames_published": Int(segment.framesPublished),
+            "frames_published": Int(segment.frames.published),
         ]
         // Entries before the first worker belong to the host process (an embedding session's engine).
         let host = (0..<firstStatusIndex).map { i -> [String: Any] in
-            let s = segment.worker(i)
+            let s = segment.workers[i]
             return ["role": s.name, "pid": Int(s.pid), "state": "\(s.state)", "restarts": 0, "progress": Int(s.progress), "last_exit": ""]
         }
         root["workers"] = host + workers.map { w -> [String: Any] in
-            let s = segment.worker(w.index)
+            let s = segment.workers[w.index]
             return ["role": w.spec.role, "pid": Int(w.pid), "state": w.state, "restarts": w.restarts,
                     "progress": Int(s.progress), "last_exit": w.lastExit]
         }
@@ -339,7 +339,7 @@ public final class Supervisor {
         for w in workers.reversed() {
             w.respawnAt = nil
             guard w.pid > 0 else { continue }
-            segment.worker(w.index).state = .stopping
+            segment.workers[w.index].state = .stopping
             kill(-w.pid, SIGTERM)
             kill(w.pid, SIGTERM)
             let deadline = Self.now() + grace
@@ -356,8 +356,8 @@ public final class Supervisor {
                 kill(w.pid, SIGKILL)
                 waitpid(w.pid, &status, 0)
             }
-            segment.worker(w.index).pid = 0
-            segment.worker(w.index).state = .exited
+            segment.workers[w.index].pid = 0
+            segment.workers[w.index].state = .exited
             w.pid = 0
             w.state = "stopped"
         }

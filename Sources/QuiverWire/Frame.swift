@@ -1,5 +1,5 @@
 /// Per-atom 3-vectors in structure-of-arrays layout (the engine's layout and the wire's).
-public struct AtomVectors: Sendable, Equatable {
+public struct AtomVectors: Sendable, Equatable, PerAtomVectors {
     public var x: [Float]
     public var y: [Float]
     public var z: [Float]
@@ -55,25 +55,35 @@ public struct UserForce: Sendable, Equatable {
     }
 }
 
-/// One frame of a simulation: what the broadcaster publishes every frame. Units: nm, ps, kJ/mol, K.
-public struct Frame: Sendable, Equatable {
-    /// Potential, kinetic and total energy, kJ/mol.
-    public struct Energies: Sendable, Equatable {
-        public var potential: Double
-        public var kinetic: Double
-        public var total: Double
+/// Potential, kinetic and total energy of a frame, kJ/mol.
+public struct FrameEnergies: Sendable, Equatable {
+    public var potential: Double
+    public var kinetic: Double
+    public var total: Double
 
-        public init(potential: Double, kinetic: Double, total: Double) {
-            self.potential = potential
-            self.kinetic = kinetic
-            self.total = total
-        }
-
-        /// Total = potential + kinetic.
-        public init(potential: Double, kinetic: Double) {
-            self.init(potential: potential, kinetic: kinetic, total: potential + kinetic)
-        }
+    public init(potential: Double, kinetic: Double, total: Double) {
+        self.potential = potential
+        self.kinetic = kinetic
+        self.total = total
     }
+
+    /// Total = potential + kinetic.
+    public init(potential: Double, kinetic: Double) {
+        self.init(potential: potential, kinetic: kinetic, total: potential + kinetic)
+    }
+}
+
+/// Per-atom 3-vectors however they are held: owned (`AtomVectors`) or borrowed (`BorrowedVectors`).
+public protocol PerAtomVectors {
+    /// Atoms.
+    var count: Int { get }
+}
+
+/// One frame of a simulation: what the broadcaster publishes every frame. Units: nm, ps, kJ/mol, K.
+/// One definition for both ways of holding the per-atom arrays: `Frame` owns them, `BorrowedFrame`
+/// borrows them (an encoder reads them where they are), so a field added here is in both.
+public struct FrameOf<Vectors: PerAtomVectors> {
+    public typealias Energies = FrameEnergies
 
     /// Frame counter of the publisher (consecutive frames differ by one).
     public var index: UInt64
@@ -83,15 +93,15 @@ public struct Frame: Sendable, Equatable {
     public var time: Double
     /// Orthorhombic box edges, nm.
     public var box: SIMD3<Double>
-    public var energies: Energies
+    public var energies: FrameEnergies
     /// K.
     public var temperature: Double
     /// nm. Their count is the frame's atom count.
-    public var positions: AtomVectors
+    public var positions: Vectors
     /// nm/ps, one per atom when present.
-    public var velocities: AtomVectors?
+    public var velocities: Vectors?
     /// kJ/mol/nm, one per atom when present.
-    public var forces: AtomVectors?
+    public var forces: Vectors?
     /// Energy of the interactive forces, kJ/mol.
     public var userEnergy: Double?
     /// Interactive forces, only on the atoms they act on.
@@ -102,8 +112,8 @@ public struct Frame: Sendable, Equatable {
     /// measuring engine-to-client latency on one machine.
     public var publishedAt: Double?
 
-    public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: Energies, temperature: Double,
-                positions: AtomVectors, velocities: AtomVectors? = nil, forces: AtomVectors? = nil,
+    public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: FrameEnergies, temperature: Double,
+                positions: Vectors, velocities: Vectors? = nil, forces: Vectors? = nil,
                 userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil, publishedAt: Double? = nil) {
         self.index = index
         self.step = step
@@ -121,11 +131,29 @@ public struct Frame: Sendable, Equatable {
     }
 
     public var atomCount: Int { positions.count }
+
+    /// This frame with other per-atom arrays (the scalars as they are).
+    func withVectors<Other: PerAtomVectors>(_ positions: Other, _ velocities: Other?, _ forces: Other?) -> FrameOf<Other> {
+        FrameOf<Other>(index: index, step: step, time: time, box: box, energies: energies, temperature: temperature,
+                       positions: positions, velocities: velocities, forces: forces, userEnergy: userEnergy, userForces: userForces,
+                       userWork: userWork, publishedAt: publishedAt)
+    }
 }
+
+extension FrameOf: Sendable where Vectors: Sendable {}
+extension FrameOf: Equatable where Vectors: Equatable {}
+
+/// A frame that owns its arrays.
+public typealias Frame = FrameOf<AtomVectors>
+
+/// A frame whose per-atom arrays are borrowed (`BorrowedVectors`), for example from a
+/// shared-memory slot read in place, so an encoder can read them where they are. Valid only while
+/// the call that lends them runs.
+public typealias BorrowedFrame = FrameOf<BorrowedVectors>
 
 /// Per-atom vectors as three borrowed float arrays (the x, y and z planes), for example a
 /// shared-memory slot read in place. Valid only while the call that takes them runs.
-public struct BorrowedVectors {
+public struct BorrowedVectors: PerAtomVectors {
     public var x: UnsafeBufferPointer<Float>
     public var y: UnsafeBufferPointer<Float>
     public var z: UnsafeBufferPointer<Float>
@@ -139,44 +167,6 @@ public struct BorrowedVectors {
     public var count: Int { x.count }
 
     var isConsistent: Bool { y.count == x.count && z.count == x.count }
-}
-
-/// A frame whose per-atom arrays are borrowed (`BorrowedVectors`): what `Frame` holds, without
-/// owning the arrays, so an encoder can read them where they are.
-public struct BorrowedFrame {
-    public var index: UInt64
-    public var step: Int64
-    public var time: Double
-    public var box: SIMD3<Double>
-    public var energies: Frame.Energies
-    public var temperature: Double
-    public var positions: BorrowedVectors
-    public var velocities: BorrowedVectors?
-    public var forces: BorrowedVectors?
-    public var userEnergy: Double?
-    public var userForces: [UserForce]?
-    public var userWork: Double?
-    public var publishedAt: Double?
-
-    public init(index: UInt64, step: Int64, time: Double, box: SIMD3<Double>, energies: Frame.Energies, temperature: Double,
-                positions: BorrowedVectors, velocities: BorrowedVectors? = nil, forces: BorrowedVectors? = nil,
-                userEnergy: Double? = nil, userForces: [UserForce]? = nil, userWork: Double? = nil, publishedAt: Double? = nil) {
-        self.index = index
-        self.step = step
-        self.time = time
-        self.box = box
-        self.energies = energies
-        self.temperature = temperature
-        self.positions = positions
-        self.velocities = velocities
-        self.forces = forces
-        self.userEnergy = userEnergy
-        self.userForces = userForces
-        self.userWork = userWork
-        self.publishedAt = publishedAt
-    }
-
-    public var atomCount: Int { positions.count }
 }
 
 extension AtomVectors {
@@ -202,9 +192,7 @@ extension Frame {
         try positions.borrowed { (p) throws(E) -> R in
             try borrowing(velocities) { (v) throws(E) -> R in
                 try borrowing(forces) { (f) throws(E) -> R in
-                    try body(BorrowedFrame(index: index, step: step, time: time, box: box, energies: energies, temperature: temperature,
-                                           positions: p, velocities: v, forces: f, userEnergy: userEnergy, userForces: userForces,
-                                           userWork: userWork, publishedAt: publishedAt))
+                    try body(withVectors(p, v, f))
                 }
             }
         }

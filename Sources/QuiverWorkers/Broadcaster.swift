@@ -105,7 +105,7 @@ public struct Broadcaster: Worker {
                     if topics.apply(message) { greet = true }
                 }
             }
-            let published = segment.framesPublished
+            let published = segment.frames.published
             let wanted = connections > 0 || topics.wants(framePrefix)
             if greet {
                 // The topology of the newest frame (the file may have been replaced while nobody
@@ -116,7 +116,7 @@ public struct Broadcaster: Worker {
                 if latestIndex == published &- 1, let copy = try latest?.copy() { try Self.send(copy, on: publisher) }
             }
             if wanted, published > 0, latestIndex.map({ $0 < published - 1 }) ?? true,
-               let index = try segment.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
+               let index = try segment.frames.withLatestFrame({ (frame) throws(WireError) -> UInt64 in
                    _ = try FrameEncoder.encode(Self.wireFrame(frame), options: options, into: buffer)
                    return frame.scalars.index
                }) {

@@ -76,9 +76,9 @@ public final class ControlWorker: Worker {
         verifier = RequestVerifier(signer: signer)
         var limits = SharedStateStore.Limits()
         // The whole store must fit the segment's state blob (values plus keys, owners, framing).
-        limits.maxTotalValueBytes = min(limits.maxTotalValueBytes, segment.blobCapacity(.state) * 3 / 4)
+        limits.maxTotalValueBytes = min(limits.maxTotalValueBytes, segment.blobs.capacity(.state) * 3 / 4)
         store = SharedStateStore(limits: limits)
-        if let bytes = segment.readBlob(.state), let restored = try? SharedStateStore.restoring(persisted: bytes, limits: limits) {
+        if let bytes = try? segment.blobs.read(.state), let restored = try? SharedStateStore.restoring(persisted: bytes, limits: limits) {
             store = restored
         }
     }
@@ -197,8 +197,8 @@ public final class ControlWorker: Worker {
     /// Saves `next` into the segment's state blob and makes it the store (unchanged stores are not saved).
     func commit(_ next: SharedStateStore) throws(ControlError) {
         guard next.version != store.version else { return }
-        do { try segment.writeBlob(.state, next.persisted()) } catch {
-            throw ControlError(.refused, "the shared state would exceed its \(segment.blobCapacity(.state)) bytes")
+        do { try segment.blobs.write(.state, next.persisted()) } catch {
+            throw ControlError(.refused, "the shared state would exceed its \(segment.blobs.capacity(.state)) bytes")
         }
         store = next
     }
@@ -210,7 +210,7 @@ public final class ControlWorker: Worker {
             throw ControlError(.internal, "the command could not be encoded for the engine: \(error)")
         }
         let seq: UInt64
-        do { seq = try segment.postCommand(payload) } catch {
+        do { seq = try segment.commands.post(payload) } catch {
             switch error {
             case .full: throw ControlError(.unavailable, "the engine is not taking commands (\(segment.layout.commandSlots) are waiting); is it running?")
             case .tooLarge(let bytes, let capacity):
@@ -226,8 +226,8 @@ public final class ControlWorker: Worker {
         guard !pending.isEmpty else { return }
         let now = Self.now
         for (seq, p) in pending {
-            let result: SharedSegment.CommandResult?
-            do { result = try segment.commandResult(seq) } catch {
+            let result: CommandResult?
+            do { result = try segment.commands.result(seq) } catch {
                 pending[seq] = nil
                 reply(p.identity, .failure(ControlError(.internal, "the command's result was lost", requestID: p.requestID)))
                 continue
@@ -243,7 +243,7 @@ public final class ControlWorker: Worker {
     }
 
     /// The client's reply to a command the engine finished (docs/control.md, "Results").
-    func engineReply(_ r: SharedSegment.CommandResult, requestID: String) -> CommandReply {
+    func engineReply(_ r: CommandResult, requestID: String) -> CommandReply {
         guard let reply = try? EngineReply.decode(r.reply) else {
             return .failure(ControlError(.internal, "unreadable engine reply", requestID: requestID))
         }

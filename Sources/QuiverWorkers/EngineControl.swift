@@ -71,7 +71,7 @@ public final class EngineControl {
         self.doneFD = doneFD
         self.initial = initial
         state = State(frameInterval: frameInterval)
-        nextCommand = (segment?.commandsApplied ?? 0) + 1
+        nextCommand = (segment?.commands.applied ?? 0) + 1
     }
 
     public var paused: Bool { state.paused }
@@ -85,7 +85,7 @@ public final class EngineControl {
     /// Continues from the segment's engine blob, if a previous engine left one. Returns whether it did.
     @discardableResult
     public func restoreFromSegment() -> Bool {
-        guard let bytes = segment?.readBlob(.engine), let saved = try? JSONDecoder().decode(State.self, from: Data(bytes)) else { return false }
+        guard let bytes = try? segment?.blobs.read(.engine), let saved = try? JSONDecoder().decode(State.self, from: Data(bytes)) else { return false }
         state = saved
         for (name, value) in saved.parameters { try? dynamics.setParameter(name, to: value) }
         var kept: [Active] = []
@@ -127,7 +127,7 @@ public final class EngineControl {
         dirty = false
         state.work = dynamics.interactiveForces?.work ?? state.work
         guard let data = try? JSONEncoder().encode(state) else { return }
-        do { try segment.writeBlob(.engine, Array(data)) } catch { logger.error("could not save the control state: \(error)") }
+        do { try segment.blobs.write(.engine, Array(data)) } catch { logger.error("could not save the control state: \(error)") }
     }
 
     // MARK: commands
@@ -138,10 +138,10 @@ public final class EngineControl {
     public func processCommands() -> Int {
         guard let segment else { return 0 }
         var applied = 0
-        while nextCommand <= segment.commandsPosted {
+        while nextCommand <= segment.commands.posted {
             let seq = nextCommand
             nextCommand += 1
-            guard let payload = segment.takeCommand(seq) else { continue }
+            guard let payload = try? segment.commands.take(seq) else { continue }
             let reply: EngineReply
             do {
                 let posted = try PostedCommand.decode(payload)
@@ -150,7 +150,7 @@ public final class EngineControl {
                 reply = .refused("the engine could not read the command: \(error)", step: dynamics.step)
             }
             let bytes = (try? reply.encoded()) ?? []
-            segment.finishCommand(seq, status: reply.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, reply.appliedStep)), reply: bytes)
+            segment.commands.finish(seq, status: reply.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, reply.appliedStep)), reply: bytes)
             applied += 1
         }
         if applied > 0 {

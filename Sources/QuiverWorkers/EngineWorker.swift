@@ -51,7 +51,7 @@ public struct EngineWorker: Worker {
         }
         let initial = sim.dynamicState()
         var resumedFrom: Int32?
-        if let snap = segment.readSnapshot(), snap.x.count == sim.count {
+        if let snap = (try? segment.snapshots.read()), snap.x.count == sim.count {
             try sim.restore(DynamicState(step: Int(snap.step), time: snap.time, x: snap.x, y: snap.y, z: snap.z,
                                          vx: snap.vx, vy: snap.vy, vz: snap.vz,
                                          imageX: snap.imageX, imageY: snap.imageY, imageZ: snap.imageZ))
@@ -111,7 +111,7 @@ public final class EngineLoop {
         self.status = status
         self.reporter = reporter
         self.snapshotInterval = snapshotInterval
-        newestPublishedAtStart = publishedStep ?? segment.latestFrameScalars().map { Int($0.step) } ?? -1
+        newestPublishedAtStart = publishedStep ?? segment.frames.latestScalars().map { Int($0.step) } ?? -1
         lastPublishedStep = newestPublishedAtStart
     }
 
@@ -171,11 +171,11 @@ public final class EngineLoop {
         snap.step = UInt64(state.step)
         snap.time = state.time
         snap.box = SIMD3(dynamics.box.x, dynamics.box.y, dynamics.box.z)
-        snap.framesPublished = segment.framesPublished
+        snap.framesPublished = segment.frames.published
         snap.x = state.x; snap.y = state.y; snap.z = state.z
         snap.vx = state.vx; snap.vy = state.vy; snap.vz = state.vz
         snap.imageX = state.imageX; snap.imageY = state.imageY; snap.imageZ = state.imageZ
-        try segment.writeSnapshot(snap)
+        try segment.snapshots.write(snap)
     }
 
     /// Publishes the current positions, energies and interactive forces as the next frame,
@@ -189,12 +189,12 @@ public final class EngineLoop {
                 user.indices.append(UInt32(index)); user.x.append(f.x); user.y.append(f.y); user.z.append(f.z)
             }
         }
-        let scalars = SharedSegment.FrameScalars(
-            index: segment.framesPublished, step: UInt64(dynamics.step), time: dynamics.time,
+        let scalars = FrameScalars(
+            index: segment.frames.published, step: UInt64(dynamics.step), time: dynamics.time,
             box: SIMD3(dynamics.box.x, dynamics.box.y, dynamics.box.z),
             potentialEnergy: e.potential, kineticEnergy: e.kinetic, temperature: e.temperature,
             userEnergy: forces?.energy ?? 0, userWork: forces?.work ?? 0)
-        try dynamics.withPositions { x, y, z in try segment.publish(scalars, x: x, y: y, z: z, userForces: user) }
+        try dynamics.withPositions { x, y, z in try segment.frames.publish(scalars, x: x, y: y, z: z, userForces: user) }
         lastPublishedStep = dynamics.step
         control.positionsChanged = false
         if let frameFD { var one: UInt64 = 1; _ = Glibc.write(frameFD, &one, 8) }

@@ -43,7 +43,7 @@ public struct Heartbeat: Worker {
         var workers: [[String: Any]] = []
         let nowNs = Clock.monotonicNanoseconds
         for i in 0..<segment.layout.workerCapacity {
-            let w = segment.worker(i)
+            let w = segment.workers[i]
             guard w.state != .empty else { continue }
             let beat = w.heartbeatNanoseconds
             workers.append([
@@ -51,9 +51,9 @@ public struct Heartbeat: Worker {
                 "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
             ])
         }
-        let latest = segment.latestFrameScalars()
+        let latest = segment.frames.latestScalars()
         let root: [String: Any] = [
-            "ok": true, "workers": workers, "frames_published": Int(segment.framesPublished),
+            "ok": true, "workers": workers, "frames_published": Int(segment.frames.published),
             "step": latest.map { Int($0.step) } ?? 0,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)

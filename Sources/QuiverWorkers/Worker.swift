@@ -219,7 +219,7 @@ public final class WorkerContext {
     public init(launch: WorkerLaunch, segment: SharedSegment, fault: Fault? = nil, logger: Logger? = nil) {
         self.launch = launch
         self.segment = segment
-        status = segment.worker(launch.index)
+        status = segment.workers[launch.index]
         self.fault = fault
         self.logger = logger ?? Logger(label: "quiver.\(launch.role)")
     }

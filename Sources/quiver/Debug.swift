@@ -65,15 +65,15 @@ struct ShmWriter: ParsableCommand {
             ? try SharedSegment.create(name: name, directory: directory, layout: SegmentLayout(atomCapacity: atoms, slotCount: slots))
             : try SharedSegment.open(name: name, directory: directory)
         var frame = FrameRecord()
-        var index = segment.framesPublished
+        var index = segment.frames.published
         let start = Date()
         while seconds == 0 || Date().timeIntervalSince(start) < seconds {
             FramePattern.fill(&frame, index: index, atoms: atoms)
-            try segment.publish(frame)
+            try segment.frames.publish(frame)
             index += 1
             if intervalUs > 0 { usleep(useconds_t(intervalUs)) }
         }
-        print("{\"frames_published\":\(segment.framesPublished)}")
+        print("{\"frames_published\":\(segment.frames.published)}")
     }
 }
 
@@ -100,15 +100,15 @@ struct ShmReader: ParsableCommand {
         var frame = FrameRecord()
         var last: UInt64?
         while Date().timeIntervalSince(start) < seconds {
-            let published = segment.framesPublished
+            let published = segment.frames.published
             guard published > lag else { counts["empty", default: 0] += 1; usleep(100); continue }
             let wanted = published - 1 - lag
             do {
                 let (index, good): (UInt64, Bool)
                 if inPlace {
-                    (index, good) = try segment.withFrame(wanted) { ($0.scalars.index, FramePattern.check($0)) }.get()
+                    (index, good) = try segment.frames.withFrame(wanted) { ($0.scalars.index, FramePattern.check($0)) }.get()
                 } else {
-                    try segment.read(frame: wanted, into: &frame)
+                    try segment.frames.read(wanted, into: &frame)
                     (index, good) = (frame.index, FramePattern.check(frame))
                 }
                 counts["reads", default: 0] += 1

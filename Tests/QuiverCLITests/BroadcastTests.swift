@@ -26,7 +26,7 @@ struct BroadcastTests {
             #expect(f.atomCount == 500)
             #expect((r.latency ?? -1) >= 0 && (r.latency ?? 1) < 1, "latency \(String(describing: r.latency))")
             var original = FrameRecord()
-            if (try? segment.read(frame: f.index, into: &original)) != nil {
+            if (try? segment.frames.read(f.index, into: &original)) != nil {
                 var worst: Float = 0
                 for i in 0..<f.atomCount {
                     worst = max(worst, abs(f.positions.x[i] - original.x[i]), abs(f.positions.y[i] - original.y[i]), abs(f.positions.z[i] - original.z[i]))
@@ -55,7 +55,7 @@ struct BroadcastTests {
         for _ in 0..<20 {
             let f = try #require(try client.nextFrame(timeout: 5)).frame
             var original = FrameRecord()
-            if (try? segment.read(frame: f.index, into: &original)) != nil {
+            if (try? segment.frames.read(f.index, into: &original)) != nil {
                 #expect(f.positions.x == original.x && f.positions.y == original.y && f.positions.z == original.z)
                 compared += 1
             }
@@ -107,12 +107,12 @@ struct BroadcastTests {
         let segment = try SharedSegment.open(name: try #require(server.connection?.segment))
         let client = try QuiverClient(connectionFile: server.directory.path + "/connection.json")
         _ = try client.nextFrame(timeout: 5)
-        let rateStart = segment.framesPublished
+        let rateStart = segment.frames.published
         usleep(200_000)
-        #expect(segment.framesPublished - rateStart > 100, "the stream must be much faster than the client")
+        #expect(segment.frames.published - rateStart > 100, "the stream must be much faster than the client")
         for _ in 0..<4 {
             usleep(400_000) // far slower than the stream: hundreds of frames go by
-            let published = segment.framesPublished
+            let published = segment.frames.published
             let r = try #require(try client.nextFrame(timeout: 2))
             // The newest frame is at most a few milliseconds old; a backlog would be 400 ms old.
             let age = try #require(r.latency)

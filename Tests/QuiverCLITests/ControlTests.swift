@@ -17,7 +17,7 @@ extension TestServer {
 }
 
 /// The newest frame's step, from shared memory.
-func newestStep(_ segment: SharedSegment) -> UInt64? { segment.latestFrameScalars().map(\.step) }
+func newestStep(_ segment: SharedSegment) -> UInt64? { segment.frames.latestScalars().map(\.step) }
 
 func number(_ reply: CommandReply, _ key: String) -> Double? { reply.result?.objectValue?[key]?.numberValue }
 
@@ -32,12 +32,12 @@ struct ControlTests {
         #expect(paused.isOK, "\(paused)")
         let at = try #require(number(paused, "applied_step"))
         usleep(100_000)
-        let frames = segment.framesPublished
+        let frames = segment.frames.published
         let step = newestStep(segment)
         #expect(step == UInt64(at), "the paused frame shows the step the pause took effect at")
         usleep(400_000)
         #expect(newestStep(segment) == step, "the step moved while paused")
-        #expect(segment.framesPublished == frames, "frames were published while paused")
+        #expect(segment.frames.published == frames, "frames were published while paused")
         #expect(try client.send("pause").isOK, "a second pause is harmless")
         let again = try client.send("get", args: ["names": ["step", "paused"]])
         #expect(number(again, "step") == at && again.result?.objectValue?["paused"]?.boolValue == true)
@@ -63,7 +63,7 @@ struct ControlTests {
         #expect(try frames.nextFrame(timeout: 5) != nil)
         #expect(try client.send("pause").isOK)
         usleep(200_000)
-        let broadcaster = segment.worker(1)
+        let broadcaster = segment.workers[1]
         let before = broadcaster.progress
         usleep(1_000_000)
         let wakeUps = broadcaster.progress - before

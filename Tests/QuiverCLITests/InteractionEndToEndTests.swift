@@ -89,14 +89,14 @@ struct InteractionEndToEndTests {
         func rate(over seconds: Double, after step: Double) throws -> (received: Double, published: Double) {
             // skip what was published before the change
             while let f = try frames.nextFrame(timeout: 1), Double(f.frame.step) <= step {}
-            let published0 = segment.framesPublished
+            let published0 = segment.frames.published
             let start = Date()
             var count = 0
             while Date().timeIntervalSince(start) < seconds {
                 if try frames.nextFrame(timeout: max(0.01, seconds - Date().timeIntervalSince(start))) != nil { count += 1 }
             }
             let elapsed = Date().timeIntervalSince(start)
-            return (Double(count) / elapsed, Double(segment.framesPublished - published0) / elapsed)
+            return (Double(count) / elapsed, Double(segment.frames.published - published0) / elapsed)
         }
         let free = try rate(over: 1, after: 0)
         let capped = try client.send("set", args: ["values": ["max_frames_per_second": 10]])
@@ -121,9 +121,9 @@ struct InteractionEndToEndTests {
         #expect(try client.send("pause").isOK)
         /// A snapshot written after this call: the engine writes one every 0.5 s, also while paused.
         func freshSnapshot() throws -> EngineSnapshot {
-            let seen = segment.readSnapshot()?.index
+            let seen = (try? segment.snapshots.read())?.index
             var s: EngineSnapshot?
-            #expect(eventually(within: 3) { s = segment.readSnapshot(); return s != nil && s!.index != seen })
+            #expect(eventually(within: 3) { s = (try? segment.snapshots.read()); return s != nil && s!.index != seen })
             return try #require(s, "no new engine snapshot within 3 s")
         }
         let start = try freshSnapshot()

@@ -40,8 +40,8 @@ final class TestServer {
             try #require(connection != nil, "the server never wrote connection.json; stderr: \(err.text)")
             // Ready: the engine has set up and published its first frame.
             let segment = try SharedSegment.open(name: connection!.segment)
-            while segment.framesPublished == 0 && Date() < deadline && process.isRunning { usleep(10_000) }
-            try #require(segment.framesPublished > 0, "the engine never published a frame; stderr: \(err.text)")
+            while segment.frames.published == 0 && Date() < deadline && process.isRunning { usleep(10_000) }
+            try #require(segment.frames.published > 0, "the engine never published a frame; stderr: \(err.text)")
         }
     }
 
@@ -99,16 +99,16 @@ struct ServerTests {
         let segment = try SharedSegment.open(name: try #require(server.connection?.segment))
         var frame = FrameRecord()
         var seen: [(UInt64, UInt64)] = []
-        func sample() { if let f = segment.readLatest(into: &frame) { seen.append((f.index, f.step)) } }
+        func sample() { if let f = segment.frames.readLatest(into: &frame) { seen.append((f.index, f.step)) } }
         #expect(eventually(within: 10) { sample(); return (seen.last?.1 ?? 0) > 50 })
         for round in 0..<3 {
             let before = try server.engine()
             #expect(alive(before.pid))
             kill(before.pid, SIGKILL)
             let killedAt = Date()
-            let frameBefore = segment.framesPublished
+            let frameBefore = segment.frames.published
             #expect(try eventually(within: 2) { let e = try server.engine(); return e.pid != 0 && e.pid != before.pid }, "round \(round): no respawn")
-            #expect(eventually(within: 1.0) { sample(); return segment.framesPublished > frameBefore + 2 }, "round \(round): frames did not resume within a second")
+            #expect(eventually(within: 1.0) { sample(); return segment.frames.published > frameBefore + 2 }, "round \(round): frames did not resume within a second")
             print("engine respawn round \(round): frames resumed \(String(format: "%.0f", Date().timeIntervalSince(killedAt) * 1000)) ms after SIGKILL")
             #expect(try server.engine().restarts == round + 1)
         }

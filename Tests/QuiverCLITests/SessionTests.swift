@@ -315,7 +315,7 @@ struct SessionTests {
         // Shown at once: the first frame of the new dynamics is in the ring before any step.
         let ring = try SharedSegment.open(name: segment)
         var newest = FrameRecord()
-        #expect(ring.readLatest(into: &newest) != nil && newest.atomCount == 500 && newest.step == 0)
+        #expect(ring.frames.readLatest(into: &newest) != nil && newest.atomCount == 500 && newest.step == 0)
         let key = session.connection.key, endpoint = try #require(session.connection.endpoints["control"])
         let pull = Background {
             let client = try CommandClient(endpoint: endpoint, keyHex: key, clientID: "pull", timeout: .milliseconds(5000))
@@ -353,11 +353,11 @@ struct SessionTests {
         let directory = session.runDirectory, segment = session.connection.segment
         let before = try workerPIDs(session)
         let ring = try SharedSegment.open(name: segment)
-        try session.run(until: { ring.framesPublished >= 5 })
+        try session.run(until: { ring.frames.published >= 5 })
         // Nobody is connected: the broadcaster encodes nothing and has not looked at the topology.
         try session.show(try BuiltinSystems.argonLiquid(cells: 5, seed: 7).makeSimulation(options: SimulationOptions(threads: 1)))
-        let shownAt = ring.framesPublished
-        try session.run(until: { ring.framesPublished >= shownAt + 5 })
+        let shownAt = ring.frames.published
+        try session.run(until: { ring.frames.published >= shownAt + 5 })
         let collector = FrameCollector(connectionFile: session.connectionFile)
         let deadline = Date().addingTimeInterval(10)
         try session.run(until: { collector.frames.count >= 3 || Date() > deadline })

@@ -42,20 +42,20 @@ struct SegmentTests {
         let reader = try SharedSegment.open(name: "quiver-rt", directory: dir.path)
         #expect(reader.layout == layout)
         #expect(reader.header.creatorPID == getpid())
-        #expect(reader.framesPublished == 0)
+        #expect(reader.frames.published == 0)
         var out = FrameRecord()
-        #expect(throws: FrameReadFailure.empty) { try reader.read(frame: 0, into: &out) }
+        #expect(throws: ReadFailure.empty) { try reader.frames.read(0, into: &out) }
 
         let a = sampleFrame(index: 0, atoms: 1000, velocities: true, forces: true)
-        try writer.publish(a)
+        try writer.frames.publish(a)
         let b = sampleFrame(index: 1, atoms: 700) // fewer atoms, no optional arrays
-        try writer.publish(b)
-        #expect(reader.framesPublished == 2)
-        try reader.read(frame: 0, into: &out)
+        try writer.frames.publish(b)
+        #expect(reader.frames.published == 2)
+        try reader.frames.read(0, into: &out)
         #expect(out == a)
         #expect(out.writerPID == getpid())
         #expect(out.publishedUnixNanoseconds > 0)
-        #expect(reader.readLatest(into: &out) == b)
+        #expect(reader.frames.readLatest(into: &out) == b)
         #expect(out.velocities == nil && out.forces == nil)
         try writer.unlink()
         #expect(!FileManager.default.fileExists(atPath: writer.path))
@@ -65,23 +65,23 @@ struct SegmentTests {
     func lapped() throws {
         let dir = ScratchDirectory()
         let s = try SharedSegment.create(name: "quiver-lap", directory: dir.path, layout: SegmentLayout(atomCapacity: 10, slotCount: 3))
-        for i in 0..<5 { try s.publish(sampleFrame(index: UInt64(i), atoms: 10)) }
+        for i in 0..<5 { try s.frames.publish(sampleFrame(index: UInt64(i), atoms: 10)) }
         var out = FrameRecord()
-        #expect(throws: FrameReadFailure.lapped) { try s.read(frame: 1, into: &out) }
-        try s.read(frame: 2, into: &out)
+        #expect(throws: ReadFailure.lapped) { try s.frames.read(1, into: &out) }
+        try s.frames.read(2, into: &out)
         #expect(out.index == 2)
-        #expect(throws: FrameReadFailure.empty) { try s.read(frame: 5, into: &out) }
+        #expect(throws: ReadFailure.empty) { try s.frames.read(5, into: &out) }
     }
 
     @Test("frames larger than the segment are refused")
     func capacity() throws {
         let dir = ScratchDirectory()
         let s = try SharedSegment.create(name: "quiver-cap", directory: dir.path, layout: SegmentLayout(atomCapacity: 10))
-        #expect(throws: SharedMemoryError.self) { try s.publish(sampleFrame(index: 0, atoms: 11)) }
+        #expect(throws: SharedMemoryError.self) { try s.frames.publish(sampleFrame(index: 0, atoms: 11)) }
         var bad = sampleFrame(index: 0, atoms: 5)
         bad.y.removeLast()
-        #expect(throws: SharedMemoryError.self) { try s.publish(bad) }
-        #expect(s.framesPublished == 0)
+        #expect(throws: SharedMemoryError.self) { try s.frames.publish(bad) }
+        #expect(s.frames.published == 0)
     }
 
     @Test("bad names, missing, duplicate, foreign and truncated segments give typed errors")
@@ -114,7 +114,7 @@ struct SegmentTests {
     func snapshots() throws {
         let dir = ScratchDirectory()
         let s = try SharedSegment.create(name: "quiver-snap", directory: dir.path, layout: SegmentLayout(atomCapacity: 50))
-        #expect(s.readSnapshot() == nil)
+        #expect(try s.snapshots.read() == nil)
         for k in 0..<3 {
             var snap = EngineSnapshot()
             snap.step = UInt64(100 * k)
@@ -125,9 +125,9 @@ struct SegmentTests {
             snap.y = snap.x; snap.z = snap.x; snap.vx = snap.x; snap.vy = snap.x; snap.vz = snap.x
             snap.imageX = (0..<40).map { Int32($0 - k) }
             snap.imageY = snap.imageX; snap.imageZ = snap.imageX
-            try s.writeSnapshot(snap)
+            try s.snapshots.write(snap)
         }
-        let r = try #require(s.readSnapshot())
+        let r = try #require(try s.snapshots.read())
         #expect(r.step == 200 && r.index == 2 && r.framesPublished == 2)
         #expect(r.x == (0..<40).map { Float($0 + 2) })
         #expect(r.imageZ == (0..<40).map { Int32($0 - 2) })
@@ -139,16 +139,16 @@ struct SegmentTests {
         let dir = ScratchDirectory()
         let a = try SharedSegment.create(name: "quiver-ws", directory: dir.path, layout: SegmentLayout(atomCapacity: 1, workerCapacity: 3))
         let b = try SharedSegment.open(name: "quiver-ws", directory: dir.path)
-        let w = a.worker(2)
+        let w = a.workers[2]
         w.setIdentity(role: 7, name: "broadcaster")
         w.pid = 4242
         w.state = .ready
         w.restarts = 3
         w.advance(); w.advance()
-        let v = b.worker(2)
+        let v = b.workers[2]
         #expect(v.name == "broadcaster" && v.role == 7 && v.pid == 4242 && v.state == .ready && v.restarts == 3)
         #expect(v.progress == 2 && v.heartbeatNanoseconds > 0)
-        #expect(b.worker(0).state == .empty)
+        #expect(b.workers[0].state == .empty)
     }
 
     @Test("stale segments of dead creators are removed, live ones kept")
@@ -201,7 +201,7 @@ struct SegmentTests {
         fits.engineBlobCapacity = 16 << 10
         fits.stateBlobCapacity = 16 << 10
         let small = try SharedSegment.create(name: "quiver-small", directory: dir.path, layout: fits)
-        try small.publish(sampleFrame(index: 0, atoms: 1000))
+        try small.frames.publish(sampleFrame(index: 0, atoms: 1000))
         try small.unlink()
     }
 }

@@ -251,13 +251,13 @@ struct EngineControlTests {
             PostedCommand(.get(names: [.paused, .atoms, .temperature]), client: "alice"),
             PostedCommand(.interactionRemove(id: "hand"), client: "bob"),
         ]
-        var seqs = try commands.map { try segment.postCommand($0.encoded()) }
-        seqs.append(try segment.postCommand(Array("{\"not\": \"a command\"}".utf8)))
+        var seqs = try commands.map { try segment.commands.post($0.encoded()) }
+        seqs.append(try segment.commands.post(Array("{\"not\": \"a command\"}".utf8)))
         #expect(c.processCommands() == 5)
         #expect(c.paused && sim.interactions.interactions.count == 1)
 
         func reply(_ seq: UInt64, _ id: String) throws -> String {
-            let r = try #require(try segment.commandResult(seq))
+            let r = try #require(try segment.commands.result(seq))
             let engine = try EngineReply.decode(r.reply)
             #expect(r.status == (engine.refusal == nil ? 0 : 1) && r.appliedStep == 3)
             return String(decoding: engine.commandReply(requestID: id).body, as: UTF8.self)
