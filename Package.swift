@@ -67,7 +67,7 @@ let package = Package(
         // POSIX shared-memory segments of a run, in Swift.
         .target(
             name: "QuiverSharedMemory",
-            dependencies: ["CQuiverShm"]
+            dependencies: ["CQuiverShm", "QuiverModel"]
         ),
         // Logging through swift-log: the project's handler (readable lines or JSON lines, stderr or a file).
         .target(
@@ -77,7 +77,7 @@ let package = Package(
         // The thin supervisor: run directory and lock, connection file, workers, restarts, control socket.
         .target(
             name: "QuiverSupervisor",
-            dependencies: ["CQuiverOS", "QuiverLog", "QuiverSharedMemory", "QuiverWire"]
+            dependencies: ["CQuiverOS", "QuiverLog", "QuiverModel", "QuiverSharedMemory", "QuiverWire"]
         ),
         // The worker processes, one type per role (`Worker`, `WorkerRoles`): the engine, the
         // broadcaster, the heartbeat, the control worker.
@@ -109,7 +109,7 @@ let package = Package(
         // The client library: frames and topology from a run's connection file, pings and health.
         .target(
             name: "QuiverClient",
-            dependencies: ["QuiverWire", "QuiverZMQ"]
+            dependencies: ["QuiverModel", "QuiverWire", "QuiverZMQ"]
         ),
         // libsodium: HMAC-SHA256 for signed commands (and constant-time verification).
         .systemLibrary(
@@ -133,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "quiver",
             dependencies: [
-                "QuiverEngine", "QuiverLog", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                "QuiverEngine", "QuiverLog", "QuiverModel", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import QuiverModel
 import QuiverWire
 import QuiverZMQ
 
@@ -78,7 +79,7 @@ public final class QuiverClient {
                     matching = topology
                 }
             }
-            return Received(frame: frame, topology: matching, receivedAt: Date().timeIntervalSince1970)
+            return Received(frame: frame, topology: matching, receivedAt: SystemClock.realtimeSeconds)
         }
     }
 
@@ -96,7 +97,7 @@ public final class QuiverClient {
     /// it arrived (seconds since the Unix epoch).
     public func nextSummary(timeout: Double) throws -> (summary: FrameDecoder.Summary, receivedAt: Double)? {
         try nextNewFrame(timeout: timeout, decode: { (bytes, limits) throws(WireError) in try FrameDecoder.summary(bytes, limits: limits) },
-                         index: \.index) { ($0, Date().timeIntervalSince1970) }
+                         index: \.index) { ($0, SystemClock.realtimeSeconds) }
     }
 
     /// The one receive path of `nextFrame` and `nextSummary`: waits up to `timeout` seconds for a
@@ -106,23 +107,23 @@ public final class QuiverClient {
                                                   decode: (UnsafeRawBufferPointer, DecodeLimits) throws(WireError) -> Decoded,
                                                   index: (Decoded) -> UInt64,
                                                   deliver: (Decoded) throws -> Delivered) throws -> Delivered? {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = SystemClock.monotonicSeconds + timeout
         repeat {
-            guard try nextMessage(timeout: max(0, deadline.timeIntervalSinceNow)) else { return nil }
+            guard try nextMessage(timeout: max(0, deadline - SystemClock.monotonicSeconds)) else { return nil }
             let limits = limits
             let decoded = try message.withUnsafeBytes { (bytes) throws(WireError) in try decode(bytes, limits) }
             if index(decoded) == lastIndex { continue }
             lastIndex = index(decoded)
             return try deliver(decoded)
-        } while Date() < deadline
+        } while SystemClock.monotonicSeconds < deadline
         return nil
     }
 
     /// Waits up to `timeout` seconds for a frame message and receives it into `message`.
     private func nextMessage(timeout: Double) throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = SystemClock.monotonicSeconds + timeout
         repeat {
-            let remaining = max(0, deadline.timeIntervalSinceNow)
+            let remaining = max(0, deadline - SystemClock.monotonicSeconds)
             let ready = try ZMQ.poll(pollItems, timeout: .milliseconds(Int(min(remaining, 0.05) * 1000)))
             // The topology first: another system's is sent just before its first frame. zmq_poll
             // reports what is already queued, so a quiet socket costs no receive call per frame.
@@ -131,7 +132,7 @@ public final class QuiverClient {
                 if topology == nil { try awaitTopology(timeout: topologyGrace) }
                 return true
             }
-        } while Date() < deadline
+        } while SystemClock.monotonicSeconds < deadline
         drainTopology()
         return false
     }
@@ -141,8 +142,8 @@ public final class QuiverClient {
     public var topologyGrace = 0.5
 
     private func awaitTopology(timeout: Double, until matches: (Topology) -> Bool = { _ in true }) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !(topology.map(matches) ?? false) && Date() < deadline {
+        let deadline = SystemClock.monotonicSeconds + timeout
+        while !(topology.map(matches) ?? false) && SystemClock.monotonicSeconds < deadline {
             _ = try topologySocket.poll(.readable, timeout: .milliseconds(10))
             drainTopology()
         }
@@ -182,9 +183,9 @@ public final class QuiverClient {
     /// Round trip of a ping to the heartbeat worker, seconds; nil when it did not answer in time.
     public func ping(timeout: Double = 1) throws -> Double? {
         let payload = Array("ping \(UInt64.random(in: 0...UInt64.max))".utf8)
-        let start = Date()
+        let start = SystemClock.monotonicSeconds
         guard let reply = try request(payload, timeout: timeout), reply == payload else { return nil }
-        return Date().timeIntervalSince(start)
+        return SystemClock.monotonicSeconds - start
     }
 
     /// The run's health summary (JSON from the heartbeat worker: every worker's pid, state,

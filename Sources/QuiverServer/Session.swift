@@ -319,13 +319,13 @@ public final class Session {
     }
 
     private func awaitWorkers(timeout: Double) throws {
-        let deadline = Clock.monotonicNanoseconds + UInt64(timeout * 1e9)
+        let deadline = SystemClock.monotonicNanoseconds + UInt64(timeout * 1e9)
         while true {
             try checkHealth()
             if runner.ended { throw SessionError.startFailed(runner.stoppedReason ?? "the supervisor ended") }
             let states = workerRoles.indices.map { resources.segment.workers[Self.engineIndex + 1 + $0].state }
             if states.allSatisfy({ $0 == .ready }) { return }
-            if Clock.monotonicNanoseconds > deadline {
+            if SystemClock.monotonicNanoseconds > deadline {
                 let waiting = zip(workerRoles, states).filter { $0.1 != .ready }.map { "\($0.0) (\($0.1))" }
                 throw SessionError.startFailed("not ready after \(timeout) s: \(waiting.joined(separator: ", "))")
             }

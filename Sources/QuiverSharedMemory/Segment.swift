@@ -1,3 +1,4 @@
+import QuiverModel
 import CQuiverShm
 
 #if canImport(Glibc)
@@ -156,7 +157,7 @@ public final class SharedSegment: @unchecked Sendable {
             Glibc.unlink(path)
             throw SharedMemoryError.system(operation: "mmap", path: path, errno: e)
         }
-        qv_shm_initialize(base, [l], getpid(), UInt64(Clock.realtimeNanoseconds))
+        qv_shm_initialize(base, [l], getpid(), UInt64(SystemClock.realtimeNanoseconds))
         let mapping = Mapping(qv_shm_segment(base: base, mapped_size: UInt64(size), layout: l))
         return SharedSegment(name: name, directory: directory, mapping: mapping, layout: layout)
     }
@@ -274,19 +275,4 @@ final class Mapping: @unchecked Sendable {
     }
 }
 
-/// The two clocks the segment's timestamps use, in nanoseconds: CLOCK_REALTIME (publication times,
-/// comparable across machines with synchronised clocks) and CLOCK_MONOTONIC (heartbeats, leases:
-/// system-wide, so comparable between the processes of a run).
-public enum Clock {
-    public static var realtimeNanoseconds: UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_REALTIME, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-    }
-    public static var monotonicNanoseconds: UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-    }
-}
 

@@ -1,4 +1,5 @@
 import CQuiverShm
+import QuiverModel
 
 /// The lifecycle state of a worker, as stored in the status table.
 public enum WorkerState: UInt32, Sendable, CaseIterable {
@@ -49,5 +50,5 @@ public struct WorkerStatus: Sendable {
     }
     public func setIdentity(role: UInt32, name: String) { mapping.with { qv_shm_worker_set_identity($0, index, role, name) } }
     /// Counts one unit of progress and stamps the heartbeat.
-    public func advance() { mapping.with { qv_shm_worker_advance($0, index, Clock.monotonicNanoseconds) } }
+    public func advance() { mapping.with { qv_shm_worker_advance($0, index, SystemClock.monotonicNanoseconds) } }
 }

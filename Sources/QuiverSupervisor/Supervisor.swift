@@ -1,6 +1,7 @@
 import CQuiverOS
 import Foundation
 import QuiverLog
+import QuiverModel
 import QuiverSharedMemory
 
 #if canImport(Glibc)
@@ -113,11 +114,7 @@ public final class Supervisor {
         return requestedStop
     }
 
-    static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-    }
+    static func now() -> Double { SystemClock.monotonicSeconds }
 
     /// Runs until stopped, finished or failed; always stops every worker before returning.
     /// `tick` is called about once a second (progress lines). Throws `workerFailed` when a worker

@@ -1,5 +1,6 @@
 import CQuiverOS
 import Foundation
+import QuiverModel
 import QuiverConfig
 import QuiverSharedMemory
 import QuiverWire
@@ -129,11 +130,11 @@ public struct Broadcaster: Worker {
                 latest = try message.copy()
                 try Self.send(message, on: publisher)
                 latestIndex = index
-                lastSentNs = Clock.monotonicNanoseconds
+                lastSentNs = SystemClock.monotonicNanoseconds
                 resends = 0
-            } else if wanted, resends < 3, Clock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
+            } else if wanted, resends < 3, SystemClock.monotonicNanoseconds &- lastSentNs >= 100_000_000, let copy = try latest?.copy() {
                 try Self.send(copy, on: publisher)
-                lastSentNs = Clock.monotonicNanoseconds
+                lastSentNs = SystemClock.monotonicNanoseconds
                 resends += 1
             }
             context.advance()

@@ -83,7 +83,9 @@ public final class ControlWorker: Worker {
         }
     }
 
-    static var now: Double { Date().timeIntervalSince1970 }
+    /// The clock of leases, locks, rates and timeouts (monotonic); signed requests carry wall-clock
+    /// times and are checked against `SystemClock.realtimeSeconds`.
+    static var now: Double { SystemClock.monotonicSeconds }
 
     /// Runs until SIGTERM/SIGINT.
     public func run() throws {
@@ -144,7 +146,7 @@ public final class ControlWorker: Worker {
         guard let identity = message.first else { return }
         let now = Self.now
         let request: CommandRequest
-        switch verifier.verify(frames: Array(message.dropFirst()), now: now) {
+        switch verifier.verify(frames: Array(message.dropFirst()), now: SystemClock.realtimeSeconds) {
         case .failure(let e): reply(identity, .failure(e)); return
         case .success(let r): request = r
         }

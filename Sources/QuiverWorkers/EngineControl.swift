@@ -138,7 +138,10 @@ public final class EngineControl {
     public func processCommands() -> Int {
         guard let segment else { return 0 }
         var applied = 0
-        while nextCommand <= segment.commands.posted {
+        // At most one ring's worth per call: a posted counter another process scribbled (2^63, say)
+        // costs the engine one cheap pass per step, never a hang.
+        let last = min(segment.commands.posted, nextCommand &+ UInt64(segment.commands.capacity) &- 1)
+        while nextCommand <= last {
             let seq = nextCommand
             nextCommand += 1
             guard let payload = try? segment.commands.take(seq) else { continue }
@@ -218,7 +221,7 @@ public final class EngineControl {
                 throw EngineError.invalidParameter("\(dynamics.name) takes no interactive forces")
             }
             try request.validate(atomCount: dynamics.atomCount)
-            let deadline = Clock.monotonicNanoseconds + UInt64(request.lease * 1e9)
+            let deadline = SystemClock.monotonicNanoseconds + UInt64(request.lease * 1e9)
             if let k = state.interactions.firstIndex(where: { $0.request.id == request.id }) {
                 guard state.interactions[k].owner == client else {
                     throw EngineError.invalidParameter("interaction '\(request.id)' belongs to another client (\(state.interactions[k].owner))")
@@ -245,7 +248,7 @@ public final class EngineControl {
             end(at: k, reason: "removed")
             return .interaction(id: id, active: state.interactions.count)
         case .interactionList:
-            let now = Clock.monotonicNanoseconds
+            let now = SystemClock.monotonicNanoseconds
             let entries = state.interactions.map { a in
                 let i = a.request.interaction
                 return InteractionListing.Entry(id: i.id, kind: i.kind, owner: a.owner, particles: i.particles.count, position: i.position,
@@ -254,7 +257,7 @@ public final class EngineControl {
             return .interactions(InteractionListing(interactions: entries, userEnergy: dynamics.interactiveForces?.energy ?? 0,
                                                     userWork: dynamics.interactiveForces?.work ?? 0))
         case .renew:
-            let now = Clock.monotonicNanoseconds
+            let now = SystemClock.monotonicNanoseconds
             var renewed = 0
             for k in state.interactions.indices where state.interactions[k].owner == client {
                 state.interactions[k].deadline = now + UInt64(state.interactions[k].request.lease * 1e9)
@@ -363,7 +366,7 @@ public final class EngineControl {
     @discardableResult
     public func expireLeases() -> Int {
         guard !state.interactions.isEmpty else { return 0 }
-        let now = Clock.monotonicNanoseconds
+        let now = SystemClock.monotonicNanoseconds
         var ended = 0
         while let k = state.interactions.firstIndex(where: { $0.deadline <= now }) {
             end(at: k, reason: "its lease ran out")

@@ -115,7 +115,7 @@ public final class EngineLoop {
         lastPublishedStep = newestPublishedAtStart
     }
 
-    static var now: UInt64 { Clock.monotonicNanoseconds }
+    static var now: UInt64 { SystemClock.monotonicNanoseconds }
 
     /// Runs until `stop()` or `totalSteps`; returns true when the steps were reached.
     public func run(totalSteps: Int?, stop: () -> Bool) throws -> Bool {
@@ -207,8 +207,8 @@ public final class ProgressReporter {
     let sim: any Dynamics
     let totalSteps: Int?
     private var lastStep = -1
-    private var lastTime = DispatchTime.now()
-    private let start = DispatchTime.now()
+    private var lastTime = SystemClock.monotonicSeconds
+    private let start = SystemClock.monotonicSeconds
     private let startStep: Int
     public var reportEvery: Int?
 
@@ -221,7 +221,7 @@ public final class ProgressReporter {
 
     var due: Bool {
         if let every = reportEvery { return sim.step % every == 0 && sim.step != lastStep }
-        return Double(DispatchTime.now().uptimeNanoseconds - lastTime.uptimeNanoseconds) / 1e9 >= 1.0
+        return SystemClock.monotonicSeconds - lastTime >= 1.0
     }
 
     /// One progress line on stdout, written at once (a batch log reads it as it comes).
@@ -240,8 +240,8 @@ public final class ProgressReporter {
 
     public func report() throws {
         let e = try sim.energies()
-        let now = DispatchTime.now()
-        let dt = Double(now.uptimeNanoseconds - lastTime.uptimeNanoseconds) / 1e9
+        let now = SystemClock.monotonicSeconds
+        let dt = now - lastTime
         let steps = lastStep < 0 ? 0 : sim.step - lastStep
         var text = "step \(sim.step)  time \(fmt(sim.time, 3)) ps  T \(fmt(e.temperature, 2)) K  PE \(fmt(e.potential, 3))  KE \(fmt(e.kinetic, 3))  E \(fmt(e.total, 3)) kJ/mol"
         if steps > 0 && dt > 0 {
@@ -256,7 +256,7 @@ public final class ProgressReporter {
     /// The last progress line (unless it was just printed) and the summary.
     public func finish() throws {
         if lastStep != sim.step { try report() }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let elapsed = SystemClock.monotonicSeconds - start
         let taken = sim.step - startStep
         let rate = elapsed > 0 ? Double(taken) * Double(sim.atomCount) / elapsed : 0
         let nsPerDay = elapsed > 0 ? Double(taken) * timestep / 1000 / elapsed * 86400 : 0

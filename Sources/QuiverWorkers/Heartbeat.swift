@@ -1,4 +1,5 @@
 import Foundation
+import QuiverModel
 import QuiverConfig
 import QuiverSharedMemory
 import QuiverZMQ
@@ -41,7 +42,7 @@ public struct Heartbeat: Worker {
 
     static func health(_ segment: SharedSegment) -> String {
         var workers: [[String: Any]] = []
-        let nowNs = Clock.monotonicNanoseconds
+        let nowNs = SystemClock.monotonicNanoseconds
         for i in 0..<segment.layout.workerCapacity {
             let w = segment.workers[i]
             guard w.state != .empty else { continue }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QuiverModel
 import QuiverEngine
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -117,7 +118,7 @@ struct BenchResult {
 
     static func measure(system: Bench.SystemName, cells: Int, steps: Int, threads: Int, kernel: KernelVariant, seed: UInt64,
                         interactions: Int = 0) throws -> BenchResult {
-        let setupStart = DispatchTime.now()
+        let setupStart = SystemClock.monotonicSeconds
         let setup: SimulationSetup
         switch system {
         case .lj: setup = try BuiltinSystems.lennardJonesBench(cells: cells, seed: seed)
@@ -130,7 +131,7 @@ struct BenchResult {
         try addSprings(interactions, to: user, simulation: sim, lennardJones: setup.lennardJones)
         let e0 = try sim.energies()
         let setupSeconds = elapsedSeconds(since: setupStart)
-        let start = DispatchTime.now()
+        let start = SystemClock.monotonicSeconds
         try sim.run(steps: steps, energy: true)
         let elapsed = elapsedSeconds(since: start)
         let e1 = try sim.energies()
@@ -201,8 +202,8 @@ struct BenchResult {
     static func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
 }
 
-func elapsedSeconds(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+func elapsedSeconds(since start: Double) -> Double {
+    SystemClock.monotonicSeconds - start
 }
 
 enum ResourceUsage {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CQuiverOS
 import Foundation
+import QuiverModel
 import QuiverControl
 import QuiverEngine
 import QuiverWire
@@ -162,14 +163,14 @@ struct Pull: ParsableCommand {
         ]
         let first = try client.send("interaction.set", args: args)
         try printReply(first, format: format)
-        let end = Date().addingTimeInterval(seconds)
-        var lastRenew = Date()
-        while Date() < end && qv_signal_stop_requested() == 0 {
+        let end = SystemClock.monotonicSeconds + seconds
+        var lastRenew = SystemClock.monotonicSeconds
+        while SystemClock.monotonicSeconds < end && qv_signal_stop_requested() == 0 {
             usleep(50_000)
-            if Date().timeIntervalSince(lastRenew) >= lease / 3 {
+            if SystemClock.monotonicSeconds - lastRenew >= lease / 3 {
                 let r = try client.send("renew")
                 if !r.isOK { try printReply(r, format: format) }
-                lastRenew = Date()
+                lastRenew = SystemClock.monotonicSeconds
             }
         }
         let list = try client.send("interaction.list")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QuiverModel
 import QuiverSharedMemory
 
 /// Tools for reliability tests and diagnosis; not part of the stable interface.
@@ -66,8 +67,8 @@ struct ShmWriter: ParsableCommand {
             : try SharedSegment.open(name: name, directory: directory)
         var frame = FrameRecord()
         var index = segment.frames.published
-        let start = Date()
-        while seconds == 0 || Date().timeIntervalSince(start) < seconds {
+        let start = SystemClock.monotonicSeconds
+        while seconds == 0 || SystemClock.monotonicSeconds - start < seconds {
             FramePattern.fill(&frame, index: index, atoms: atoms)
             try segment.frames.publish(frame)
             index += 1
@@ -89,9 +90,9 @@ struct ShmReader: ParsableCommand {
     var lag: UInt64 = 0
 
     func run() throws {
-        let start = Date()
+        let start = SystemClock.monotonicSeconds
         var segment: SharedSegment?
-        while segment == nil && Date().timeIntervalSince(start) < seconds {
+        while segment == nil && SystemClock.monotonicSeconds - start < seconds {
             segment = try? SharedSegment.open(name: name, directory: directory)
             if segment == nil { usleep(1000) }
         }
@@ -99,7 +100,7 @@ struct ShmReader: ParsableCommand {
         var counts: [String: Int] = ["reads": 0, "bad": 0, "went_back": 0, "empty": 0, "busy": 0, "torn": 0, "lapped": 0, "abandoned": 0, "corrupt": 0]
         var frame = FrameRecord()
         var last: UInt64?
-        while Date().timeIntervalSince(start) < seconds {
+        while SystemClock.monotonicSeconds - start < seconds {
             let published = segment.frames.published
             guard published > lag else { counts["empty", default: 0] += 1; usleep(100); continue }
             let wanted = published - 1 - lag

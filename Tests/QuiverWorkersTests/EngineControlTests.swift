@@ -231,7 +231,7 @@ struct EngineControlTests {
         #expect(refusal(c.apply(.get(names: [.timestep]), client: "alice")) == "invalid parameter: no parameter 'timestep'")
     }
 
-    @Test("through a real command ring: posted, applied in order, answered; the client's reply JSON; an unreadable command is refused")
+    @Test("through a real command ring: posted, applied in order, answered; the client's reply JSON; an unreadable command is refused; a scribbled posted counter costs one pass", .timeLimit(.minutes(1)))
     func ring() throws {
         let dir = NSTemporaryDirectory() + "quiver-engine-control-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -269,6 +269,16 @@ struct EngineControlTests {
                 #"{"error":{"code":"refused","message":"invalid parameter: interaction 'hand' belongs to another client (alice)"},"id":"4","ok":false}"#)
         let garbage = try reply(seqs[4], "5")
         #expect(garbage.hasPrefix(#"{"error":{"code":"refused","message":"the engine could not read the command: "#), "\(garbage)")
+
+        // A posted counter scribbled by another process: each call looks at one ring's worth of
+        // sequence numbers at most, takes nothing that is not there, and returns.
+        let raw = open(dir + "/engine-control", O_RDWR)
+        try #require(raw >= 0)
+        var huge = UInt64(1) << 62
+        #expect(pwrite(raw, &huge, 8, 160) == 8) // qv_shm_header.commands_posted (layout.h)
+        close(raw)
+        #expect(c.processCommands() == 0)
+        #expect(c.processCommands() == 0)
 
         // The control state is kept in the segment: a new engine continues paused, with the interaction.
         let sim2 = try Self.argon()
