@@ -34,7 +34,7 @@ public struct Broadcaster: Worker {
     }
 
     /// Runs until SIGTERM/SIGINT.
-    public func run() throws {
+    public func run() async throws {
         let segment = context.segment
         let zmq = try ZMQContext()
         defer { zmq.close() }

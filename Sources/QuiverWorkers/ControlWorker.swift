@@ -88,7 +88,7 @@ public final class ControlWorker: Worker {
     static var now: Double { SystemClock.monotonicSeconds }
 
     /// Runs until SIGTERM/SIGINT.
-    public func run() throws {
+    public func run() async throws {
         let zmq = try ZMQContext()
         defer { zmq.close() }
         router = try zmq.socket(.router, options: ControlDefaults.serverSocketOptions)

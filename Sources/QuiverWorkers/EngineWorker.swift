@@ -38,7 +38,7 @@ public struct EngineWorker: Worker {
     }
 
     /// Runs until the configured steps were taken (a clean exit that ends the run) or SIGTERM/SIGINT.
-    public func run() throws {
+    public func run() async throws {
         _ = try run(segment: context.segment, status: context.status)
     }
 

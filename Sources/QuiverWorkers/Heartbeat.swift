@@ -20,7 +20,7 @@ public struct Heartbeat: Worker {
     }
 
     /// Runs until SIGTERM/SIGINT.
-    public func run() throws {
+    public func run() async throws {
         let segment = context.segment
         let zmq = try ZMQContext()
         defer { zmq.close() }

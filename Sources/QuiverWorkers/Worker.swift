@@ -18,9 +18,11 @@ import Glibc
 /// `quiver worker ROLE LAUNCH` with one `WorkerLaunch` (JSON): the run's whole `RunConfiguration`
 /// as it is, the segment, its status-table entry and the handed-over descriptors by name.
 ///
-/// The lifecycle follows swift-service-lifecycle's `Service`: one `run()` that returns when a stop
-/// is requested (`context.stopRequested`: SIGTERM/SIGINT, recorded by an async-signal-safe
-/// handler), after which the process exits; the supervisor stops roles in reverse start order.
+/// The lifecycle follows swift-service-lifecycle's `Service`: one `run() async throws` that returns
+/// when its task is cancelled. SIGTERM/SIGINT (recorded by an async-signal-safe handler) cancel
+/// it; a worker whose loop is synchronous checks `context.stopRequested` on every pass, one built
+/// on async code (a server on swift-nio, a `ServiceGroup`) simply honours cancellation. The
+/// supervisor stops roles in reverse start order (SIGTERM, a grace period, SIGKILL).
 /// Readiness and progress go to the worker's status entry (`context.ready()`,
 /// `context.advance()`): the supervisor's watchdog kills a worker whose progress stops.
 ///
@@ -40,8 +42,8 @@ public protocol Worker {
 
     /// Opens what the role needs (the segment is already open in `context`); binds nothing yet.
     init(context: WorkerContext) throws
-    /// Serves until `context.stopRequested`; reports ready and progress through `context`.
-    func run() throws
+    /// Serves until cancelled (`context.stopRequested`); reports ready and progress through `context`.
+    func run() async throws
 }
 
 extension Worker {
@@ -83,7 +85,7 @@ public enum WorkerRoles {
 
 /// The name of a listening socket a role serves; also its key in connection.json (`NAME` for the
 /// TCP endpoint, `NAME-ipc` for the ipc one) and its ipc socket file (`NAME.ipc`).
-public struct ListenerName: RawRepresentable, Hashable, Codable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+public struct ListenerName: RawRepresentable, Hashable, Codable, CodingKeyRepresentable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     public let rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
@@ -110,7 +112,7 @@ public struct ListenerDeclaration: Sendable, Equatable {
 }
 
 /// The name of an eventfd that roles share (a counter one role writes and another sleeps on).
-public struct EventName: RawRepresentable, Hashable, Codable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+public struct EventName: RawRepresentable, Hashable, Codable, CodingKeyRepresentable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     public let rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
@@ -224,8 +226,8 @@ public final class WorkerContext {
         self.logger = logger ?? Logger(label: "quiver.\(launch.role)")
     }
 
-    /// Whether SIGTERM or SIGINT asked this process to stop.
-    public var stopRequested: Bool { qv_signal_stop_requested() != 0 }
+    /// Whether the worker must stop: its task was cancelled, or SIGTERM or SIGINT arrived.
+    public var stopRequested: Bool { Task.isCancelled || qv_signal_stop_requested() != 0 }
 
     /// The run directory's topology file (`TopologyFile`).
     public var topologyFile: String { launch.runDirectory + "/topology.bin" }
@@ -271,7 +273,16 @@ extension ZMQSocket {
 public enum WorkerProcess {
     /// Runs role `role` with the launch document `launchText`; returns when the worker stopped.
     /// Throws `WorkerError` for an unknown role or a bad launch, and whatever the role throws.
-    public static func run(role: String, launch launchText: String) throws {
+    /// Runs role `role` with the launch document `launchText` on this (the main) thread until the
+    /// worker stopped. Throws `WorkerError` for an unknown role or a bad launch, and whatever the
+    /// role throws. The descriptors open at entry (what the process inherited, before the Swift
+    /// runtime opens its own) are logged at debug level.
+    ///
+    /// The parent-death signal is armed here, on the main thread, which lives as long as the
+    /// process: Linux keeps it per thread, and a thread of the concurrency pool that armed it may
+    /// exit while idle, leaving an orphan behind when the supervisor dies.
+    public static func main(role: String, launch launchText: String) throws {
+        let inherited = openDescriptors()
         guard let type = WorkerRoles.named(role) else { throw WorkerError.unknownRole(role, known: WorkerRoles.all.map { $0.role }) }
         let launch = try WorkerLaunch.decode(launchText)
         guard launch.role == role else { throw WorkerError.badLaunch("the launch is for role '\(launch.role)', not '\(role)'") }
@@ -286,8 +297,45 @@ public enum WorkerProcess {
         let segment = try SharedSegment.open(name: launch.segment)
         let context = WorkerContext(launch: launch, segment: segment, fault: fault)
         context.status.pid = getpid()
-        let worker = try type.init(context: context)
-        try worker.run()
+        context.logger.debug("worker \(role) started with descriptors \(inherited.map { "\($0.fd) \($0.target)" }.joined(separator: ", "))",
+                             metadata: ["worker.inherited_fds": .array(inherited.map { .stringConvertible($0.fd) })])
+        // Made here, run only by the task below: handed over, never shared.
+        let worker = Handoff(try type.init(context: context))
+        let task = Task { try await worker.value.run() }
+        // The signal handler only records the signal: this thread turns it into cancellation
+        // while the worker's task runs on the concurrency pool.
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { try await task.value } catch { outcome.error = error }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
+            if qv_signal_stop_requested() != 0 { task.cancel() }
+        }
+        if let error = outcome.error { throw error }
         context.exited()
     }
+
+    /// The descriptors this process has open, each with what it refers to (`/proc/self/fd`).
+    public static func openDescriptors() -> [(fd: Int32, target: String)] {
+        let listing = "/proc/self/fd"
+        let own = "/proc/\(getpid())/fd"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: listing)) ?? []
+        return names.compactMap { Int32($0) }.sorted().compactMap { fd in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(listing)/\(fd)"), target != own else { return nil }
+            return (fd, target)
+        }
+    }
+}
+
+/// A value made on one task and used only by another from then on.
+private final class Handoff<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// How a worker ended, handed from its task to the blocked main thread.
+private final class Outcome: @unchecked Sendable {
+    var error: (any Error)?
 }

@@ -159,7 +159,7 @@ struct Worker: ParsableCommand {
     var launch: String
 
     func run() throws {
-        try WorkerProcess.run(role: role, launch: launch)
+        try WorkerProcess.main(role: role, launch: launch)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import QuiverClient
 import QuiverServer
 import QuiverSupervisor
 import QuiverWorkers
@@ -63,5 +64,59 @@ struct WorkerSeamTests {
         #expect(unknown.status != 0 && unknown.stderr.contains("unknown worker role 'proxy' (known: engine, broadcaster, heartbeat, control)"), "\(unknown.stderr)")
         let bad = try QuiverProcess.run(["worker", "engine", "not json"], timeout: 30)
         #expect(bad.status != 0 && bad.stderr.contains("not a worker launch document"), "\(bad.stderr)")
+    }
+
+    @Test("a worker's run() ends when its task is cancelled: the heartbeat, in this process, serves a ping, then stops on cancel", .timeLimit(.minutes(1)))
+    func cancellation() async throws {
+        let dir = TemporaryRunDirectory()
+        let resources = try ServerResources(runDirectory: dir.path, segmentName: "quiver-run-cancel-\(getpid())", atomCapacity: 10,
+                                            configuration: RunConfiguration())
+        defer { resources.close() }
+        let spec = try resources.workerSpecs([Heartbeat.self], firstIndex: 1)[0]
+        var launch = try WorkerLaunch.decode(spec.arguments[2])
+        // In this process the descriptors keep their own numbers.
+        for (name, handed) in launch.listeners { launch.listeners[name]?.fd = resources.listeners[name]!.fd; _ = handed }
+        let context = WorkerContext(launch: launch, segment: resources.segment)
+        let worker = try Heartbeat(context: context)
+        // A worker's loop blocks its thread: on a thread of its own, as in a worker process, not on
+        // the test runner's cooperative pool (two threads here, shared with the other tests).
+        let executor = ThreadExecutor()
+        let task = Task(executorPreference: executor) { try await worker.run() }
+        let client = try QuiverClient(connectionFile: resources.directory.connectionFilePath)
+        #expect(try eventually(within: 10) { try client.ping(timeout: 0.5) != nil }, "the in-process heartbeat never answered")
+        task.cancel()
+        try await task.value
+        #expect(context.status.state == .ready, "run() returned; the process (WorkerProcess) marks it exited")
+    }
+}
+
+/// A task executor with one thread of its own.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init() {
+        // The thread keeps the executor (one per test run; it idles once its jobs are done).
+        let thread = Thread { [self] in loop() }
+        thread.name = "test-worker-executor"
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
