@@ -7,7 +7,6 @@ import PackageDescription
 
 let package = Package(
     name: "QuiverBenchmarks",
-    platforms: [.macOS(.v13)],
     dependencies: [
         .package(name: "Quiver", path: ".."),
         // ordo-one/benchmark (formerly package-benchmark). The MallocInterposer trait gives malloc

@@ -11,7 +11,6 @@ import PackageDescription
 
 let package = Package(
     name: "QuiverExamples",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "Restraints", targets: ["Restraints"]),
         .executable(name: "embedded-server", targets: ["EmbeddedServer"]),
