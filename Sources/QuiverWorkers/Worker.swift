@@ -83,14 +83,27 @@ public enum WorkerRoles {
     }
 }
 
-/// The name of a listening socket a role serves; also its key in connection.json (`NAME` for the
-/// TCP endpoint, `NAME-ipc` for the ipc one) and its ipc socket file (`NAME.ipc`).
-public struct ListenerName: RawRepresentable, Hashable, Codable, CodingKeyRepresentable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+/// The name of a descriptor the supervisor hands to workers, typed by its kind (`ListenerName`,
+/// `EventName`) so a listener's name is never taken for an eventfd's.
+public struct HandoverName<Kind>: RawRepresentable, Hashable, Codable, CodingKeyRepresentable, Sendable, ExpressibleByStringLiteral,
+    CustomStringConvertible {
     public let rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
     public var description: String { rawValue }
+}
 
+public enum ListenerKind {}
+public enum EventKind {}
+
+/// The name of a listening socket a role serves; also its key in connection.json (`NAME` for the
+/// TCP endpoint, `NAME-ipc` for the ipc one) and its ipc socket file (`NAME.ipc`).
+public typealias ListenerName = HandoverName<ListenerKind>
+
+/// The name of an eventfd that roles share (a counter one role writes and another sleeps on).
+public typealias EventName = HandoverName<EventKind>
+
+extension HandoverName where Kind == ListenerKind {
     /// Compressed frames and topology (the broadcaster's XPUB).
     public static let frames: ListenerName = "frames"
     /// Pings and the health summary (the heartbeat's REP).
@@ -101,6 +114,15 @@ public struct ListenerName: RawRepresentable, Hashable, Codable, CodingKeyRepres
     public static let state: ListenerName = "state"
 }
 
+extension HandoverName where Kind == EventKind {
+    /// Control -> engine: commands were posted to the ring.
+    public static let commandsPosted: EventName = "commands-posted"
+    /// Engine -> control: commands were applied.
+    public static let commandsDone: EventName = "commands-done"
+    /// Engine -> broadcaster: a frame was published.
+    public static let framePublished: EventName = "frame-published"
+}
+
 /// A listening socket a role declares: its name and the TCP port to bind (0: any free port).
 public struct ListenerDeclaration: Sendable, Equatable {
     public var name: ListenerName
@@ -109,21 +131,6 @@ public struct ListenerDeclaration: Sendable, Equatable {
         self.name = name
         self.port = port
     }
-}
-
-/// The name of an eventfd that roles share (a counter one role writes and another sleeps on).
-public struct EventName: RawRepresentable, Hashable, Codable, CodingKeyRepresentable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
-    public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { rawValue = value }
-    public var description: String { rawValue }
-
-    /// Control -> engine: commands were posted to the ring.
-    public static let commandsPosted: EventName = "commands-posted"
-    /// Engine -> control: commands were applied.
-    public static let commandsDone: EventName = "commands-done"
-    /// Engine -> broadcaster: a frame was published.
-    public static let framePublished: EventName = "frame-published"
 }
 
 /// A listening socket as handed to a worker: the descriptor in the worker's process and the
