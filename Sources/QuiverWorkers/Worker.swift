@@ -278,8 +278,6 @@ extension ZMQSocket {
 /// Starts a worker process: checks the launch, arms the parent-death signal and the stop
 /// handlers, applies an injected fault, opens the segment and runs the role.
 public enum WorkerProcess {
-    /// Runs role `role` with the launch document `launchText`; returns when the worker stopped.
-    /// Throws `WorkerError` for an unknown role or a bad launch, and whatever the role throws.
     /// Runs role `role` with the launch document `launchText` on this (the main) thread until the
     /// worker stopped. Throws `WorkerError` for an unknown role or a bad launch, and whatever the
     /// role throws. The descriptors open at entry (what the process inherited, before the Swift
@@ -308,15 +306,14 @@ public enum WorkerProcess {
                              metadata: ["worker.inherited_fds": .array(inherited.map { .stringConvertible($0.fd) })])
         // Made here, run only by the task below: handed over, never shared.
         let worker = Handoff(try type.init(context: context))
-        let task = Task { try await worker.value.run() }
-        // The signal handler only records the signal: this thread turns it into cancellation
-        // while the worker's task runs on the concurrency pool.
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)
-        Task {
-            do { try await task.value } catch { outcome.error = error }
+        let task = Task {
+            do { try await worker.value.run() } catch { outcome.error = error }
             done.signal()
         }
+        // The signal handler only records the signal: this thread turns it into cancellation
+        // while the worker's task runs on the concurrency pool.
         while done.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
             if qv_signal_stop_requested() != 0 { task.cancel() }
         }

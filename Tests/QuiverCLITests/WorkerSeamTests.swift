@@ -74,8 +74,10 @@ struct WorkerSeamTests {
         defer { resources.close() }
         let spec = try resources.workerSpecs([Heartbeat.self], firstIndex: 1)[0]
         var launch = try WorkerLaunch.decode(spec.arguments[2])
-        // In this process the descriptors keep their own numbers.
-        for (name, handed) in launch.listeners { launch.listeners[name]?.fd = resources.listeners[name]!.fd; _ = handed }
+        // In this process the worker gets a duplicate of each listener, as a worker process gets its
+        // own copy: its socket closes that one, and `resources.close()` the original (closing one
+        // descriptor twice would close whatever another test opened under that number meanwhile).
+        for name in launch.listeners.keys { launch.listeners[name]?.fd = dup(resources.listeners[name]!.fd) }
         let context = WorkerContext(launch: launch, segment: resources.segment)
         let worker = try Heartbeat(context: context)
         // A worker's loop blocks its thread: on a thread of its own, as in a worker process, not on
