@@ -1,16 +1,27 @@
 import Foundation
+import QuiverSharedMemory
 import Testing
 
-/// Starts `quiver` with arguments, capturing stdout; the caller reaps it.
-func spawnQuiver(_ arguments: [String]) throws -> (Process, Drain) {
+/// Starts `quiver` with arguments, capturing stdout (and stderr when `errors` is given); the caller reaps it.
+func spawnQuiver(_ arguments: [String], errors: Pipe? = nil) throws -> (Process, Drain) {
     let p = Process()
     p.executableURL = QuiverProcess.binary
     p.arguments = arguments
     let out = Pipe()
     p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
+    p.standardError = errors ?? FileHandle.nullDevice
     try p.run()
     return (p, Drain(out.fileHandleForReading))
+}
+
+/// Waits (the deadline only bounds the test) until segment `name` exists and holds a frame.
+func openWritten(_ name: String, within seconds: Double = 30) -> SharedSegment? {
+    var segment: SharedSegment?
+    _ = eventually(within: seconds) {
+        if segment == nil { segment = try? SharedSegment.open(name: name) }
+        return (segment?.frames.published ?? 0) > 0
+    }
+    return (segment?.frames.published ?? 0) > 0 ? segment : nil
 }
 
 /// Waits for a process with a deadline; SIGKILLs it (by pid) past the deadline.
@@ -36,6 +47,8 @@ struct SharedMemoryProcessTests {
     func seqlockStress() throws {
         defer { unlink("/dev/shm/" + name) }
         let (writer, writerOut) = try spawnQuiver(["debug", "shm-writer", "--name", name, "--create", "--atoms", "20000", "--seconds", "3"])
+        // The readers start once the writer is writing (a loaded machine may take a while to start it).
+        _ = try #require(openWritten(name), "the writer never created the segment")
         var readers: [(Process, Drain)] = []
         // Two copying readers and one that reads in place, as the broadcaster does, two frames
         // behind the newest: the slot the writer fills next, so it is often overwritten while being
@@ -61,29 +74,46 @@ struct SharedMemoryProcessTests {
     @Test("SIGKILL the writer mid-write 20 times: readers never accept a torn frame, the index never goes back")
     func killWriter() throws {
         defer { unlink("/dev/shm/" + name) }
-        let (first, _) = try spawnQuiver(["debug", "shm-writer", "--name", name, "--create", "--atoms", "50000", "--seconds", "0"])
+        /// A writer, with its stderr (why it exited, if it did).
+        func spawnWriter(_ extra: [String]) throws -> (Process, Drain) {
+            let errors = Pipe()
+            let text = Drain(errors.fileHandleForReading)
+            return (try spawnQuiver(["debug", "shm-writer", "--name", name, "--seconds", "0"] + extra, errors: errors).0, text)
+        }
+        var (writer, errorText) = try spawnWriter(["--create", "--atoms", "50000"])
+        defer { if writer.isRunning { kill(writer.processIdentifier, SIGKILL); writer.waitUntilExit() } }
+        // Wait for the event (the segment created and written), not a fixed time.
+        let ring = try #require(openWritten(name), "the writer never created the segment: \(errorText.text)")
         var readers: [(Process, Drain)] = []
-        usleep(100_000)
-        for k in 0..<2 { readers.append(try spawnQuiver(["debug", "shm-reader", "--name", name, "--seconds", "4"] + (k == 1 ? ["--in-place", "--lag", "2"] : []))) }
-        var writer = first
+        defer { for (p, _) in readers where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        for k in 0..<2 { readers.append(try spawnQuiver(["debug", "shm-reader", "--name", name, "--seconds", "10"] + (k == 1 ? ["--in-place", "--lag", "2"] : []))) }
+        var watched = 0
         for round in 0..<20 {
-            usleep(useconds_t(UInt32.random(in: 20_000...120_000)))
+            // Kill a writer that is writing: wait until this one has published (a writer still
+            // starting on a loaded machine has no frame to tear; the deadline only bounds the
+            // test), then kill it at a random moment among its next frames (each of 50,000 atoms).
+            let mark = ring.frames.published
+            #expect(eventually(within: 30) { ring.frames.published > mark + 1 || !writer.isRunning }, "round \(round): the writer never published")
+            #expect(writer.isRunning, "round \(round): the writer exited by itself (status \(writer.terminationStatus)): \(errorText.text)")
+            usleep(useconds_t(UInt32.random(in: 0...20_000)))
+            if readers.allSatisfy({ $0.0.isRunning }) { watched += 1 }
             kill(writer.processIdentifier, SIGKILL)
             writer.waitUntilExit()
-            #expect(writer.terminationReason == .uncaughtSignal, "round \(round)")
-            writer = try spawnQuiver(["debug", "shm-writer", "--name", name, "--seconds", "0"]).0
+            #expect(writer.terminationReason == .uncaughtSignal, "round \(round): status \(writer.terminationStatus): \(errorText.text)")
+            (writer, errorText) = try spawnWriter([])
         }
-        usleep(200_000)
+        let mark = ring.frames.published
+        #expect(eventually(within: 30) { ring.frames.published > mark + 1 || !writer.isRunning }, "the last writer never published")
         kill(writer.processIdentifier, SIGKILL)
         writer.waitUntilExit()
         var abandoned = 0
         for (p, out) in readers {
-            #expect(reap(p, within: 20))
+            #expect(reap(p, within: 30))
             let c = try parseCounts(out.finish())
             #expect(c["bad"] == 0 && c["corrupt"] == 0 && c["went_back"] == 0, "\(c)")
             #expect((c["reads"] ?? 0) > 50, "\(c)")
             abandoned += c["abandoned"] ?? 0
         }
-        print("writer killed 20 times: readers saw \(abandoned) abandoned slots, accepted no torn frame")
+        print("writer killed 20 times (\(watched) while both readers ran): readers saw \(abandoned) abandoned slots, accepted no torn frame")
     }
 }
