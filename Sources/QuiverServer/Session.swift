@@ -68,6 +68,8 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
     case tooManyAtoms(atoms: Int, capacity: Int)
     /// The session was closed.
     case closed
+    /// `options.server` holds a value `RunConfiguration.validate()` refuses (the message names the key).
+    case invalidConfiguration(String)
 
     public var description: String {
         switch self {
@@ -79,6 +81,7 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
         case .tooManyAtoms(let atoms, let capacity):
             return "the dynamics has \(atoms) atoms and the session's shared memory room for \(capacity); open the session with SessionOptions.atomCapacity >= \(atoms)"
         case .closed: return "the session is closed"
+        case .invalidConfiguration(let m): return "SessionOptions.server: \(m)"
         }
     }
 }
@@ -142,6 +145,8 @@ public final class Session {
         let executable = try Self.workerExecutable(options.workerExecutable)
         capacity = max(options.atomCapacity ?? dynamics.atomCount, dynamics.atomCount)
         guard options.frameInterval >= 1 else { throw EngineError.invalidParameter("frameInterval must be at least 1, got \(options.frameInterval)") }
+        // The workers get this configuration whole: refuse what they would refuse, here, once.
+        do { try options.server.validate() } catch { throw SessionError.invalidConfiguration("\(error)") }
         let directory: String
         if let given = options.runDirectory {
             directory = given

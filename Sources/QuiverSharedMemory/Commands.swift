@@ -7,6 +7,8 @@ import Glibc
 /// `n % commandSlots`.
 public struct CommandRing: Sendable {
     let mapping: Mapping
+    /// Slots in the ring: at most this many commands are in flight.
+    public let slots: Int
 
     /// Why a command could not be posted.
     public enum PostFailure: Error, Equatable, Sendable {
@@ -18,6 +20,8 @@ public struct CommandRing: Sendable {
 
     /// Payload bytes one command may carry.
     public var capacity: Int { Int(mapping.with { qv_shm_command_capacity($0) }) }
+    /// Bytes of a command's reply area (a longer reply is cut).
+    public static let replyCapacity = Int(QV_SHM_COMMAND_REPLY)
     /// Commands posted so far (the newest has this sequence number).
     public var posted: UInt64 { mapping.with { qv_shm_commands_posted($0) } }
     /// Commands the engine finished, in order.

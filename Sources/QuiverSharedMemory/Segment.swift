@@ -120,7 +120,7 @@ public final class SharedSegment: @unchecked Sendable {
         self.mapping = mapping
         self.layout = layout
         frames = FrameRing(mapping: mapping, layout: layout)
-        commands = CommandRing(mapping: mapping)
+        commands = CommandRing(mapping: mapping, slots: layout.commandSlots)
         blobs = BlobStore(mapping: mapping)
         snapshots = SnapshotStore(mapping: mapping, layout: layout)
         workers = WorkerTable(mapping: mapping, capacity: layout.workerCapacity)

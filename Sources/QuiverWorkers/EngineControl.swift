@@ -138,22 +138,27 @@ public final class EngineControl {
     public func processCommands() -> Int {
         guard let segment else { return 0 }
         var applied = 0
-        // At most one ring's worth per call: a posted counter another process scribbled (2^63, say)
-        // costs the engine one cheap pass per step, never a hang.
-        let last = min(segment.commands.posted, nextCommand &+ UInt64(segment.commands.capacity) &- 1)
+        // At most one ring's worth of sequence numbers per call: a posted counter another process
+        // scribbled (2^62, say) costs the engine one short pass per step, never a hang.
+        let last = min(segment.commands.posted, nextCommand &+ UInt64(segment.commands.slots) &- 1)
         while nextCommand <= last {
             let seq = nextCommand
             nextCommand += 1
-            guard let payload = try? segment.commands.take(seq) else { continue }
             let reply: EngineReply
             do {
+                // nil: the slot holds another command (lapped); nothing to answer.
+                guard let payload = try segment.commands.take(seq) else { continue }
                 let posted = try PostedCommand.decode(payload)
                 reply = apply(posted.command, client: posted.client)
+            } catch let failure as ReadFailure {
+                // A slot whose length another process scribbled is still finished, so the ring
+                // does not stay full at that slot for the rest of the run.
+                reply = .refused("the engine could not read the command's slot (\(failure))", step: dynamics.step)
             } catch {
                 reply = .refused("the engine could not read the command: \(error)", step: dynamics.step)
             }
-            let bytes = (try? reply.encoded()) ?? []
-            segment.commands.finish(seq, status: reply.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, reply.appliedStep)), reply: bytes)
+            let (sent, bytes) = Self.fitting(reply)
+            segment.commands.finish(seq, status: sent.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, sent.appliedStep)), reply: bytes)
             applied += 1
         }
         if applied > 0 {
@@ -161,6 +166,19 @@ public final class EngineControl {
             if let doneFD { var one: UInt64 = 1; _ = write(doneFD, &one, 8) }
         }
         return applied
+    }
+
+    /// The next sequence number the engine looks at in the command ring.
+    public var nextSequence: UInt64 { nextCommand }
+
+    /// `reply` encoded for the ring slot's reply area; one that does not fit (a long
+    /// `interaction.list`) is replaced by a refusal that says so, never cut into unreadable JSON.
+    static func fitting(_ reply: EngineReply) -> (reply: EngineReply, bytes: [UInt8]) {
+        let bytes = (try? reply.encoded()) ?? []
+        guard bytes.count > CommandRing.replyCapacity else { return (reply, bytes) }
+        let refusal = EngineReply.refused("the engine's reply (\(bytes.count) bytes) does not fit the command ring's "
+                                          + "\(CommandRing.replyCapacity)-byte reply area", step: reply.appliedStep)
+        return (refusal, (try? refusal.encoded()) ?? [])
     }
 
     /// Applies one command now (between steps) on behalf of `client` and says when it took effect

@@ -277,14 +277,82 @@ struct EngineControlTests {
         var huge = UInt64(1) << 62
         #expect(pwrite(raw, &huge, 8, 160) == 8) // qv_shm_header.commands_posted (layout.h)
         close(raw)
+        let before = c.nextSequence
         #expect(c.processCommands() == 0)
+        #expect(c.nextSequence == before + UInt64(segment.commands.slots), "one pass looks at one ring's worth of sequence numbers")
         #expect(c.processCommands() == 0)
+        #expect(c.nextSequence == before + 2 * UInt64(segment.commands.slots))
 
         // The control state is kept in the segment: a new engine continues paused, with the interaction.
         let sim2 = try Self.argon()
         let c2 = EngineControl(dynamics: sim2, segment: segment, frameInterval: 10, initial: nil)
         #expect(c2.restoreFromSegment())
         #expect(c2.paused && sim2.interactions.interactions.map(\.id) == ["hand"])
+    }
+
+    /// A segment in a private directory, removed with it.
+    static func withSegment(slots: Int, _ body: (SharedSegment, String) throws -> Void) throws {
+        let dir = NSTemporaryDirectory() + "quiver-engine-control-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var layout = SegmentLayout(atomCapacity: 108, slotCount: 4, workerCapacity: 2)
+        layout.commandSlots = slots
+        let segment = try SharedSegment.create(name: "engine-control", directory: dir, layout: layout)
+        defer { try? segment.unlink() }
+        try body(segment, dir + "/engine-control")
+    }
+
+    @Test("a command slot whose length another process scribbled is finished as refused, and the ring keeps taking commands")
+    func scribbledSlot() throws {
+        try Self.withSegment(slots: 4) { segment, path in
+            let sim = try Self.argon()
+            let c = EngineControl(dynamics: sim, segment: segment, frameInterval: 10, initial: sim.saveState())
+            c.logger = QuiverLogging.silent
+            let seq = try segment.commands.post(PostedCommand(.pause, client: "alice").encoded())
+            let fd = open(path, O_RDWR)
+            try #require(fd >= 0)
+            defer { close(fd) }
+            var commands: UInt64 = 0, slotSize: UInt64 = 0, huge = UInt32.max
+            #expect(pread(fd, &commands, 8, 120) == 8 && pread(fd, &slotSize, 8, 128) == 8) // layout.h: commands_offset, command_slot_size
+            #expect(pwrite(fd, &huge, 4, off_t(commands + (seq % 4) * slotSize + 16)) == 4) // qv_shm_command.length
+            #expect(c.processCommands() == 1)
+            let r = try #require(try segment.commands.result(seq))
+            let reply = try EngineReply.decode(r.reply)
+            #expect(r.status == 1 && reply.refusal?.contains("could not read the command's slot") == true, "\(reply)")
+            #expect(!c.paused)
+            // Around the ring and past the scribbled slot again: nothing is stuck.
+            for k in 0..<6 {
+                _ = try segment.commands.post(PostedCommand(k % 2 == 0 ? .pause : .play, client: "alice").encoded())
+                #expect(c.processCommands() == 1)
+            }
+            #expect(!c.paused)
+        }
+    }
+
+    @Test("a reply larger than the ring's reply area is a refusal that says so, not cut JSON: 64 interactions with long ids listed")
+    func oversizedReply() throws {
+        try Self.withSegment(slots: 4) { segment, _ in
+            let sim = try Self.argon()
+            let c = EngineControl(dynamics: sim, segment: segment, frameInterval: 10, initial: sim.saveState())
+            c.logger = QuiverLogging.silent
+            let owner = String(repeating: "o", count: 64)
+            for k in 0..<EngineControl.maxInteractions {
+                let id = String(format: "%03d", k) + String(repeating: "i", count: 125)
+                #expect(c.apply(Self.spring(id, [k]), client: owner).refusal == nil)
+            }
+            let seq = try segment.commands.post(PostedCommand(.interactionList, client: owner).encoded())
+            #expect(c.processCommands() == 1)
+            let r = try #require(try segment.commands.result(seq))
+            let reply = try EngineReply.decode(r.reply)
+            #expect(r.status == 1 && reply.refusal?.contains("does not fit the command ring's 4096-byte reply area") == true, "\(reply)")
+            // A short listing still fits and is answered.
+            for k in 2..<EngineControl.maxInteractions {
+                _ = c.apply(.interactionRemove(id: String(format: "%03d", k) + String(repeating: "i", count: 125)), client: owner)
+            }
+            let short = try segment.commands.post(PostedCommand(.interactionList, client: owner).encoded())
+            #expect(c.processCommands() == 1)
+            #expect(try segment.commands.result(short)?.status == 0)
+        }
     }
 
     @Test("every engine command survives the ring's encoding")
