@@ -20,9 +20,9 @@ struct EngineControlTests {
         try BuiltinSystems.lennardJonesBench(cells: 3).makeSimulation(options: SimulationOptions(threads: 1))
     }
 
-    /// A control over `sim` with no segment, logging into `lines`.
-    static func control(_ sim: Simulation, frameInterval: Int = 10, lines: Lines = Lines()) -> EngineControl {
-        let c = EngineControl(dynamics: sim, segment: nil, frameInterval: frameInterval, initial: sim.saveState())
+    /// A control over `sim` (with `segment`'s command ring, or none), logging into `lines`.
+    static func control(_ sim: Simulation, segment: SharedSegment? = nil, frameInterval: Int = 10, lines: Lines = Lines()) -> EngineControl {
+        let c = EngineControl(dynamics: sim, segment: segment, frameInterval: frameInterval, initial: sim.saveState())
         c.logger = Logger(label: "quiver.engine") { _ in CapturingLogHandler(lines: lines) }
         return c
     }
@@ -306,8 +306,7 @@ struct EngineControlTests {
     func scribbledSlot() throws {
         try Self.withSegment(slots: 4) { segment, path in
             let sim = try Self.argon()
-            let c = EngineControl(dynamics: sim, segment: segment, frameInterval: 10, initial: sim.saveState())
-            c.logger = QuiverLogging.silent
+            let c = Self.control(sim, segment: segment)
             let seq = try segment.commands.post(PostedCommand(.pause, client: "alice").encoded())
             let fd = open(path, O_RDWR)
             try #require(fd >= 0)
@@ -333,8 +332,7 @@ struct EngineControlTests {
     func oversizedReply() throws {
         try Self.withSegment(slots: 4) { segment, _ in
             let sim = try Self.argon()
-            let c = EngineControl(dynamics: sim, segment: segment, frameInterval: 10, initial: sim.saveState())
-            c.logger = QuiverLogging.silent
+            let c = Self.control(sim, segment: segment)
             let owner = String(repeating: "o", count: 64)
             for k in 0..<EngineControl.maxInteractions {
                 let id = String(format: "%03d", k) + String(repeating: "i", count: 125)
