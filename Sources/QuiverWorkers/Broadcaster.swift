@@ -46,7 +46,7 @@ public struct Broadcaster: Worker {
         defer { monitor.close() }
         try publisher.bind(listener)
         let topology = TopologyWatcher(path: context.topologyFile)
-        guard var sentTopology = topology.encoded else { throw WorkerError.runFile("topology file \(context.topologyFile) is missing or not a topology message") }
+        guard var sentTopology = topology.encoded else { throw RunFileError("topology file \(context.topologyFile) is missing or not a topology message") }
         // A replaced topology file names the first frame it describes: it goes out just before
         // that frame, never before an older one.
         var topologyPending = false

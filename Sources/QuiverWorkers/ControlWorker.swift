@@ -69,7 +69,7 @@ public final class ControlWorker: Worker {
         postedFD = context.event(.commandsPosted)
         doneFD = context.event(.commandsDone)
         topology = TopologyWatcher(path: context.topologyFile)
-        guard topology.atomCount != nil else { throw WorkerError.runFile("topology file \(context.topologyFile) is missing or not a topology message") }
+        guard topology.atomCount != nil else { throw RunFileError("topology file \(context.topologyFile) is missing or not a topology message") }
         // The signing key comes from the connection file (mode 0600), never from the arguments.
         let info = try ConnectionInfo.read(from: context.connectionFile)
         signer = try CommandSigner(keyHex: info.key)

@@ -39,11 +39,7 @@ public struct EngineWorker: Worker {
 
     /// Runs until the configured steps were taken (a clean exit that ends the run) or SIGTERM/SIGINT.
     public func run() async throws {
-        _ = try run(segment: context.segment, status: context.status)
-    }
-
-    /// Returns true when the steps were reached, false when stopped by SIGTERM/SIGINT.
-    func run(segment: SharedSegment, status: WorkerStatus) throws -> Bool {
+        let (segment, status) = (context.segment, context.status)
         let c = context.configuration
         let sim = try setup.makeSimulation(options: c.simulationOptions, extraForceFields: extraForceFields)
         guard sim.count <= segment.layout.atomCapacity else {
@@ -77,11 +73,10 @@ public struct EngineWorker: Worker {
         }
         context.ready()
         status.advance()
-        let finished = try loop.run(totalSteps: c.steps) { context.stopRequested }
+        _ = try loop.run(totalSteps: c.steps) { context.stopRequested }
         try loop.snapshot()
         control.persistIfNeeded()
         try reporter.finish()
-        return finished
     }
 }
 

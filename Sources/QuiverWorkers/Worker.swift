@@ -200,15 +200,12 @@ public enum WorkerError: Error, Equatable, CustomStringConvertible {
     case badLaunch(String)
     /// The role needs a handed-over descriptor the launch does not name.
     case missingDescriptor(role: String, name: String)
-    /// A run file (topology, connection) is missing or malformed.
-    case runFile(String)
 
     public var description: String {
         switch self {
         case .unknownRole(let r, let known): return "unknown worker role '\(r)' (known: \(known.joined(separator: ", ")))"
         case .badLaunch(let m): return "not a worker launch document (workers are started by the supervisor): \(m)"
         case .missingDescriptor(let role, let name): return "worker \(role) needs the descriptor '\(name)', which its launch does not hand over"
-        case .runFile(let m): return m
         }
     }
 }
