@@ -29,11 +29,13 @@ public struct Heartbeat: Worker {
         try rep.bind(listener)
         context.ready()
         while !context.stopRequested {
-            if let request = try rep.receive(timeout: .milliseconds(100)) {
-                if request == Array("health".utf8) {
+            // A request is read whole, every part: REP answers each request exactly once, and a
+            // reply sent with parts of the request unread fails (EFSM) and would end the worker.
+            if let request = try rep.receiveMultipart(timeout: .milliseconds(100)) {
+                if request == [Array("health".utf8)] {
                     try rep.send(Array(Self.health(segment).utf8))
                 } else {
-                    try rep.send(request)
+                    try rep.sendMultipart(request)
                 }
             }
             context.advance()
