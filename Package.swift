@@ -6,6 +6,8 @@ let package = Package(
     // Linux only (the code uses Glibc, eventfd, signalfd, POSIX shared memory).
     products: [
         .executable(name: "quiver", targets: ["quiver"]),
+        // The fault matrix against a real server (scripts/chaos, docs/operations.md).
+        .executable(name: "quiver-chaos", targets: ["quiver-chaos"]),
         .library(name: "QuiverEngine", targets: ["QuiverEngine"]),
         // The value types engine and control share: interactions, parameters, engine commands and replies.
         .library(name: "QuiverModel", targets: ["QuiverModel"]),
@@ -134,6 +136,15 @@ let package = Package(
             name: "quiver",
             dependencies: [
                 "QuiverEngine", "QuiverLog", "QuiverModel", "QuiverSharedMemory", "QuiverSupervisor", "QuiverWorkers", "QuiverServer", "QuiverConfig", "QuiverClient", "QuiverWire", "QuiverControl", "QuiverZMQ", "CQuiverCore", "CQuiverOS", "CZeroMQ", "CLZ4", "COpenBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The fault matrix: kills, a stopped engine, the absurd pull, bursts, floods, garbage,
+        // against a real `quiver run`, one table out (scripts/chaos).
+        .executableTarget(
+            name: "quiver-chaos",
+            dependencies: [
+                "QuiverClient", "QuiverControl", "QuiverModel", "QuiverSupervisor", "QuiverWire", "QuiverZMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
