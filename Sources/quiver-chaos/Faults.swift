@@ -215,6 +215,13 @@ extension Harness {
             _ = name
         }
         for _ in 0..<5 { rawWrite(endpoint: "ipc://" + runDirectory + "/control.sock", bytes: (0..<Int.random(in: 1...4096)).map { _ in UInt8.random(in: 0...255) } + [10]) }
+        // Half a message, then a reset (RELIABILITY.md row 8): a ZMTP 3.0 greeting, a frame header
+        // that announces 2^62 bytes, a few of them, and RST instead of a close.
+        var greeting: [UInt8] = [0xFF] + [UInt8](repeating: 0, count: 8) + [0x7F, 3, 0] + Array("NULL".utf8) + [UInt8](repeating: 0, count: 16) + [0] + [UInt8](repeating: 0, count: 31)
+        greeting += [0x02, 0x40] + [UInt8](repeating: 0, count: 7) + Array("half".utf8)
+        for endpoint in connection.endpoints.values.sorted() {
+            for _ in 0..<20 { rawWrite(endpoint: endpoint, bytes: greeting, reset: true) }
+        }
         if let context = try? ZMQContext() {
             for (endpoint, type) in [("control", ZMQSocket.SocketType.dealer), ("heartbeat", .dealer), ("frames", .xsub), ("state", .xsub)] {
                 guard let s = try? context.socket(type, options: [.linger(.zero)]) else { continue }
@@ -240,7 +247,7 @@ extension Harness {
 
     /// Connects a plain socket to a tcp:// or ipc:// endpoint, writes `bytes`, reads what comes back
     /// for a moment, closes.
-    func rawWrite(endpoint: String, bytes: [UInt8]) {
+    func rawWrite(endpoint: String, bytes: [UInt8], reset: Bool = false) {
         var fd: Int32 = -1
         if endpoint.hasPrefix("tcp://") {
             let rest = endpoint.dropFirst(6)
@@ -271,6 +278,10 @@ extension Harness {
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var sink = [UInt8](repeating: 0, count: 4096)
         _ = recv(fd, &sink, sink.count, 0)
+        if reset {
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        }
         close(fd)
     }
 }
