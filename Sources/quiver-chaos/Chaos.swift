@@ -100,6 +100,7 @@ enum Row: String, CaseIterable {
     case stopEngine = "stop-engine"
     case absurdPull = "absurd-pull"
     case commandBurst = "command-burst"
+    case forceStorm = "force-storm"
     case subscriptionFlood = "flood"
     case idleControlClients = "idle-clients"
     case garbage = "garbage"
@@ -113,6 +114,7 @@ enum Row: String, CaseIterable {
         case .stopEngine: return "SIGSTOP engine"
         case .absurdPull: return "absurd pull (scale 1e30)"
         case .commandBurst: return "command burst (64 set, 300 renew)"
+        case .forceStorm: return "2000 force updates/s from one client, 2 s"
         case .subscriptionFlood: return "subscription + inbound flood"
         case .idleControlClients: return "8 idle control.sock clients + kill"
         case .garbage: return "garbage on every endpoint"
@@ -136,9 +138,26 @@ struct RowResult {
     var respawn: [Double] = []
     var resume: [Double] = []
     var nonFinite = 0
+    /// A row's own figure (the force storm: the step-rate drop, %).
+    var measures: [Double] = []
     var notes: [String: Int] = [:]
+    /// Replies by code (or other counted outcomes), summed over the row's runs.
+    var counts: [String: Int] = [:]
+    /// The newest run's figures, shown as they are.
+    var latest: String?
     var violations: [String] = []
     mutating func note(_ s: String) { notes[s, default: 0] += 1 }
+    mutating func count(_ key: String, _ n: Int = 1) { counts[key, default: 0] += n }
+
+    var summary: String {
+        var parts = notes.sorted { $0.key < $1.key }.map { $0.value > 1 ? "\($0.key) x\($0.value)" : $0.key }
+        if !counts.isEmpty { parts.append(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
+        if !measures.isEmpty, let p50 = percentile(measures, 0.5), let worst = measures.max() {
+            parts.append(String(format: "step-rate drop p50 %.1f %%, worst %.1f %%", p50, worst))
+        }
+        if let latest { parts.append("last: " + latest) }
+        return parts.joined(separator: "; ")
+    }
 }
 
 /// Per role: pid, resident memory (KiB) and open descriptors.
@@ -194,8 +213,7 @@ struct Report {
         lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
         for row in Row.allCases {
             let r = rows[row] ?? RowResult()
-            let notes = r.notes.sorted { $0.key < $1.key }.map { $0.value > 1 ? "\($0.key) x\($0.value)" : $0.key }
-            lines.append("| \(row.title) | \(r.runs) | \(pair(r.respawn)) | \(pair(r.resume)) | \(r.nonFinite) | \(notes.joined(separator: "; ")) |")
+            lines.append("| \(row.title) | \(r.runs) | \(pair(r.respawn)) | \(pair(r.resume)) | \(r.nonFinite) | \(r.summary) |")
         }
         lines.append("")
         lines.append("| worker | RSS MB start / end | descriptors start / end |")
@@ -221,7 +239,8 @@ struct Report {
                              "respawn_ms_p99": percentile(r.respawn, 0.99).map { $0 * 1000 } as Any,
                              "resume_ms_p50": percentile(r.resume, 0.5).map { $0 * 1000 } as Any,
                              "resume_ms_p99": percentile(r.resume, 0.99).map { $0 * 1000 } as Any,
-                             "non_finite_frames": r.nonFinite, "notes": r.notes, "violations": r.violations])
+                             "non_finite_frames": r.nonFinite, "notes": r.notes, "counts": r.counts,
+                             "measures": r.measures, "latest": r.latest as Any, "violations": r.violations])
         }
         func res(_ m: [String: WorkerResources]) -> [String: Any] {
             m.mapValues { ["pid": Int($0.pid), "rss_kib": $0.rssKiB, "fds": $0.fds] }

@@ -16,6 +16,7 @@ extension Harness {
         case .stopEngine: stopEngine(&r)
         case .absurdPull: absurdPull(&r)
         case .commandBurst: commandBurst(&r)
+        case .forceStorm: forceStorm(&r)
         case .subscriptionFlood: flood(&r)
         case .idleControlClients: idleClients(&r)
         case .garbage: garbage(&r)
@@ -122,8 +123,8 @@ extension Harness {
         // What the engine holds must be what was answered ok.
         let listed = listInteractions(socket: socket, signer: signer, request: request).map { ids in ids.filter { $0.hasPrefix("burst-") }.count }
         let renewCodes = burst((0..<300).map { _ in request("renew", [:]) })
-        for (code, n) in setCodes { r.note("set \(code) \(n)") }
-        for (code, n) in renewCodes { r.note("renew \(code) \(n)") }
+        for (code, n) in setCodes { r.count("set \(code)", n) }
+        for (code, n) in renewCodes { r.count("renew \(code)", n) }
         for bad in ["internal", "no reply"] {
             if let n = setCodes[bad] { r.violations.append("\(n) interaction.set answered \(bad)") }
             if let n = renewCodes[bad] { r.violations.append("\(n) renew answered \(bad)") }
@@ -134,6 +135,58 @@ extension Harness {
             r.violations.append("interaction.list failed with the burst's interactions active")
         }
         _ = burst([request("bye", [:])])
+    }
+
+    static let stormRate = 2000.0
+
+    /// One client updating its interaction 2000 times a second for 2 s (RELIABILITY.md row 16):
+    /// rate-limited, and the engine's step rate drops by less than 10 %.
+    func forceStorm(_ r: inout RowResult) {
+        guard let context = try? ZMQContext(), let socket = try? context.socket(.dealer, options: [.linger(.zero)]),
+              let signer = try? CommandSigner(keyHex: connection.key) else { r.note("no socket"); return }
+        defer { socket.close(); context.close() }
+        guard (try? socket.connect(connection.endpoints["control"]!)) != nil else { r.note("no connection"); return }
+        let client = "chaos-storm-\(r.runs)"
+        func stepRate(over seconds: Double, while body: () -> Void = {}) -> Double {
+            let (s0, t0) = (watch.snapshot.step, SystemClock.monotonicSeconds)
+            while SystemClock.monotonicSeconds - t0 < seconds { body(); if SystemClock.monotonicSeconds - t0 < seconds { usleep(1_000) } }
+            return Double(watch.snapshot.step - s0) / (SystemClock.monotonicSeconds - t0)
+        }
+        let quiet = stepRate(over: 2)
+        var sent = 0
+        var codes: [String: Int] = [:]
+        func drain() {
+            while let frames = try? socket.tryReceiveMultipart() {
+                guard let reply = try? CommandReply.decode(frames: frames, verifyingWith: signer) else { codes["unreadable", default: 0] += 1; continue }
+                codes[reply.isOK ? "ok" : reply.error!.code.rawValue, default: 0] += 1
+            }
+        }
+        let start = SystemClock.monotonicSeconds
+        let storm = stepRate(over: 2) {
+            // Paced at `Self.stormRate` requests per second (thousands, as RELIABILITY.md row 16 says).
+            let due = Int((SystemClock.monotonicSeconds - start) * Self.stormRate)
+            while sent < due {
+                let x = Double.random(in: 0.5...1.5)
+                let body = CommandRequest(id: String(sent), client: client, nonce: CommandRequest.randomNonce(), time: Date().timeIntervalSince1970,
+                                          command: "interaction.set",
+                                          args: ["id": .string("storm"), "type": .string("spring"), "scale": .number(10),
+                                                 "position": .array([.number(x), .number(1), .number(1)]), "particles": .array([.number(0), .number(1)])])
+                if (try? socket.trySendMultipart(body.frames(signedWith: signer))) != true { break }
+                sent += 1
+            }
+            drain()
+        }
+        _ = SystemClock.monotonicSeconds
+        usleep(300_000)
+        drain()
+        let bye = CommandRequest(id: "bye", client: client, nonce: CommandRequest.randomNonce(), time: Date().timeIntervalSince1970, command: "bye")
+        _ = try? socket.sendMultipart(bye.frames(signedWith: signer))
+        _ = try? socket.receiveMultipart(timeout: .seconds(5))
+        let drop = quiet > 0 ? (1 - storm / quiet) * 100 : 0
+        r.latest = String(format: "%d sent, steps/s %.0f before, %.0f during", sent, quiet, storm)
+        for (code, n) in codes { r.count(code, n) }
+        if codes["internal"] != nil || codes["unreadable"] != nil { r.violations.append("untrue or unreadable replies: \(codes)") }
+        r.measures.append(drop)
     }
 
     func listInteractions(socket: ZMQSocket, signer: CommandSigner, request: (String, [String: JSONValue]) -> [[UInt8]]) -> [String]? {
@@ -148,6 +201,7 @@ extension Harness {
     /// inbound messages on every ZeroMQ endpoint; then all leave. Memory must come back.
     func flood(_ r: inout RowResult) {
         let w = workers()
+        r.latest = nil
         let targets = ["broadcaster", "control"].compactMap { role in w[role].map { (role, $0.pid) } }
         let baseline = Dictionary(uniqueKeysWithValues: targets.map { ($0.0, Self.resources(of: $0.1)?.rssKiB ?? 0) })
         guard let context = try? ZMQContext() else { return }
@@ -178,7 +232,7 @@ extension Harness {
             var now = Self.resources(of: pid)?.rssKiB ?? 0
             _ = wait(10) { now = Self.resources(of: pid)?.rssKiB ?? 0; return now - base < 1024 }
             let alive = workers()[role]?.pid == pid
-            r.note("\(role) \(mb(base))/\(mb(peak[role] ?? 0))/\(mb(now)) MB\(alive ? "" : " (restarted)")")
+            r.latest = (r.latest.map { $0 + ", " } ?? "") + "\(role) RSS \(mb(base)) / \(mb(peak[role] ?? 0)) / \(mb(now)) MB before / flood / after"
             if !alive { r.violations.append("\(role) was restarted during the flood") }
             if alive && now - base >= 1024 { r.violations.append("\(role) RSS \(mb(base)) MB before, \(mb(now)) MB 10 s after the flood left") }
         }
