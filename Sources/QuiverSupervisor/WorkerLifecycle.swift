@@ -61,6 +61,8 @@ public struct WorkerLifecycle: Sendable, Equatable {
     private var progressAtStart: UInt64 = 0
     private var lastProgress: UInt64 = 0
     private var lastProgressAt = 0.0
+    /// The watchdog fired on this run of the worker: its exit is not after a healthy run.
+    private var stalledThisRun = false
 
     public init(policy: RestartPolicy, exitEndsRun: Bool, essential: Bool = false, watchdog: Double?) {
         self.policy = policy
@@ -72,6 +74,7 @@ public struct WorkerLifecycle: Sendable, Equatable {
     /// The worker was (re)started at `now`, its progress counter at `progress`.
     public mutating func started(at now: Double, progress: UInt64) {
         startedAt = now
+        stalledThisRun = false
         progressAtStart = progress
         lastProgress = progress
         lastProgressAt = now
@@ -85,10 +88,10 @@ public struct WorkerLifecycle: Sendable, Equatable {
         }
     }
 
-    /// Whether the current run of the worker is healthy at `now`: up `healthyAfter` seconds and
-    /// made progress since its start.
+    /// Whether the current run of the worker is healthy at `now`: up `healthyAfter` seconds, made
+    /// progress since its start, and not stalled (the watchdog did not fire on this run).
     public func healthy(at now: Double) -> Bool {
-        now - startedAt >= policy.healthyAfter && lastProgress != progressAtStart
+        now - startedAt >= policy.healthyAfter && lastProgress != progressAtStart && !stalledThisRun
     }
 
     /// Whether the worker keeps failing: more than `maxRestarts` failures in a row (a non-essential
@@ -123,6 +126,7 @@ public struct WorkerLifecycle: Sendable, Equatable {
         }
         guard let limit = watchdog, now - lastProgressAt > limit else { return false }
         lastProgressAt = now
+        stalledThisRun = true
         return true
     }
 

@@ -118,6 +118,13 @@ struct LifecycleTests {
         do { let s = w.stalled(progress: 6, at: 12.0); #expect(s) }
         do { let s = w.stalled(progress: 6, at: 12.5); #expect(!s) }
         do { let s = w.stalled(progress: 6, at: 13.1); #expect(s) }
+        // A worker the watchdog killed was not healthy, even though it once made progress: the backoff doubles.
+        #expect(!w.healthy(at: 13.2))
+        do { let d = w.exited(.killed(signal: 9), at: 13.2, stopping: false, progress: 6); #expect(d == .restart(delay: 0.1, restarts: 1)) }
+        w.started(at: 13.3, progress: 6)
+        do { let s = w.stalled(progress: 7, at: 13.5); #expect(!s) }
+        do { let s = w.stalled(progress: 7, at: 14.6); #expect(s) }
+        do { let d = w.exited(.killed(signal: 9), at: 14.7, stopping: false, progress: 7); #expect(d == .restart(delay: 0.2, restarts: 2)) }
         var none = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
         none.started(at: 0, progress: 0)
         do { let s = none.stalled(progress: 0, at: 1e6); #expect(!s) }
