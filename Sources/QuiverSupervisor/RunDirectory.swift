@@ -64,9 +64,8 @@ public final class RunDirectory {
             throw SupervisorError.system(operation: "mkdir", path: absolute, errno: errno)
         }
         var st = stat()
-        guard stat(absolute, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw SupervisorError.system(operation: "stat", path: absolute, errno: errno == 0 ? ENOTDIR : errno)
-        }
+        guard stat(absolute, &st) == 0 else { throw SupervisorError.system(operation: "stat", path: absolute, errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw SupervisorError.system(operation: "run directory", path: absolute, errno: ENOTDIR) }
         guard st.st_uid == getuid() else { throw SupervisorError.runDirectoryNotOwned(path: absolute, owner: st.st_uid) }
         var previousMode: UInt32?
         if st.st_mode & 0o077 != 0 {

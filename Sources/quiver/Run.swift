@@ -202,6 +202,9 @@ struct Status: ParsableCommand {
         let engine = root["engine"] as? [String: Any] ?? [:]
         print("run \(root["run_directory"] ?? "?")  supervisor pid \(root["pid"] ?? "?")  \(root["state"] ?? "?")")
         print("engine step \(engine["step"] ?? 0)  \(String(format: "%.1f", engine["steps_per_second"] as? Double ?? 0)) steps/s  frames \(root["frames_published"] ?? 0)")
+        if let degraded = root["degraded"] as? [String], !degraded.isEmpty {
+            print("degraded: \(degraded.joined(separator: ", ")) down or failing; the simulation goes on")
+        }
         for w in root["workers"] as? [[String: Any]] ?? [] {
             print("  \(w["role"] ?? "?")  pid \(w["pid"] ?? 0)  \(w["state"] ?? "?")  restarts \(w["restarts"] ?? 0)")
         }

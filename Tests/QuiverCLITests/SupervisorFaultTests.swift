@@ -117,6 +117,9 @@ struct SupervisorFaultTests {
         }
         #expect(killed.count == 8)
         #expect(server.process.isRunning, "the run stopped: \(server.err.text)")
+        // Down for 2 s now, and failing until healthy again: the status table says so.
+        let table = try QuiverProcess.run(["status", server.directory.path], timeout: 20)
+        #expect(table.status == 0 && table.stdout.contains("degraded: heartbeat"), "\(table.stdout)")
         #expect(sawDegraded, "status never said degraded")
         // Capped backoff, never a give-up.
         let delays = server.restartDelays("heartbeat")
@@ -269,5 +272,10 @@ struct SupervisorFaultTests {
         let again = try QuiverProcess.run(["run", "--run-dir", dir.path, "--cells", "3", "--address", "203.0.113.1"], timeout: 30)
         #expect(again.status == 1)
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).allSatisfy { $0 == "lock" })
+        // A run directory that is a file: said so, not "File exists".
+        let file = dir.path + "/file"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data()))
+        let notDirectory = try QuiverProcess.run(["run", "--run-dir", file, "--cells", "3"], timeout: 30)
+        #expect(notDirectory.status == 1 && notDirectory.stderr.contains("Not a directory"), "\(notDirectory.stderr)")
     }
 }
