@@ -35,7 +35,7 @@ public final class ServerResources {
         SharedSegment.removeStale(prefix: "quiver-run-")
         self.configuration = configuration
         let directory = try RunDirectory.acquire(runDirectory)
-        var undo: [() -> Void] = [{ directory.release() }]
+        var undo: [() -> Void] = [{ directory.abandon() }]
         do {
             let segment = try SharedSegment.create(name: segmentName, layout: SegmentLayout(atomCapacity: atomCapacity))
             undo.append { try? segment.unlink() }
@@ -108,12 +108,18 @@ public final class ServerResources {
         let launch = WorkerLaunch(role: role.role, segment: segment.name, index: index, supervisorPID: getpid(),
                                   runDirectory: directory.path, listeners: handed, events: handedEvents, configuration: configuration)
         return WorkerSpec(role: role.role, arguments: ["worker", role.role, try launch.encoded()], watchdog: configuration.watchdog,
-                          exitEndsRun: role.exitEndsRun, passedDescriptors: passed)
+                          exitEndsRun: role.exitEndsRun, essential: role.ownsDynamics, passedDescriptors: passed)
     }
 
     /// Closes the sockets and eventfds, removes the ipc socket files, the segment, the connection
     /// and topology files and the control socket, and unlocks the run directory. Idempotent.
-    public func close() {
+    public func close() { close(abandoning: false) }
+
+    /// `close`, after a run that failed before it started: a run directory this run created is
+    /// removed as well (`RunDirectory.abandon`).
+    public func abandon() { close(abandoning: true) }
+
+    private func close(abandoning: Bool) {
         guard !closed else { return }
         closed = true
         for l in listeners.values { l.close() }
@@ -121,7 +127,7 @@ public final class ServerResources {
         for name in listeners.keys { unlink(directory.path + "/\(name).ipc") }
         unlink(directory.topologyFilePath + ".tmp")
         try? segment.unlink()
-        directory.release()
+        if abandoning { directory.abandon() } else { directory.release() }
     }
 
     deinit { close() }

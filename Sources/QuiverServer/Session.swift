@@ -60,7 +60,8 @@ public enum SessionStop: Equatable, Sendable {
 public enum SessionError: Error, Equatable, CustomStringConvertible {
     /// No `quiver` executable for the worker processes.
     case workerExecutableNotFound(searched: [String])
-    /// A worker kept failing (the restart policy gave up); the session's workers are stopped.
+    /// An essential worker kept failing (the restart policy gave up); the session's workers are
+    /// stopped. A session's workers are not essential: kept for an embedding with one that is.
     case workerFailed(role: String, restarts: Int, lastExit: String)
     /// The workers did not report ready in time, or the supervisor could not start them.
     case startFailed(String)
@@ -97,7 +98,7 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
 /// ```swift
 /// let session = try Session(myDynamics)
 /// print(session.connectionFile, session.port)
-/// try session.run(until: { done })   // throws SessionError.workerFailed when a worker keeps failing
+/// try session.run(until: { done })   // a worker that keeps failing is retried; status() says degraded
 /// try session.show(otherDynamics)    // same server, same clients, another system
 /// session.close()                    // stops every worker, removes every file
 /// ```
@@ -215,9 +216,9 @@ public final class Session {
 
     /// Steps the dynamics, publishing frames and applying clients' commands between steps, until
     /// `steps` more steps were taken, `until` returns true (checked before every step, and about
-    /// 20 times a second while paused), or a stop is requested. Throws
-    /// `SessionError.workerFailed` when a worker exhausted its restarts (the health check), and
-    /// whatever the dynamics throws.
+    /// 20 times a second while paused), or a stop is requested. Throws when the supervisor failed
+    /// (the health check; the session's workers are not essential, so one that keeps failing is
+    /// retried and reported degraded in `status()`, never an error), and whatever the dynamics throws.
     @discardableResult
     public func run(steps: Int? = nil, until: () -> Bool = { false }) throws -> SessionStop {
         guard !closed else { throw SessionError.closed }

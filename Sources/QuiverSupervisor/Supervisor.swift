@@ -17,15 +17,21 @@ public struct WorkerSpec: Sendable {
     public var watchdog: Double?
     /// Whether a clean exit (status 0) means the run is complete (the engine after its steps).
     public var exitEndsRun: Bool
+    /// Whether the run cannot go on without it (the role that owns the dynamics): a worker that
+    /// keeps failing stops the run only when essential; any other is retried for ever, the run
+    /// reported degraded meanwhile.
+    public var essential: Bool
     /// Descriptors the supervisor owns and hands over: the k-th becomes descriptor 3 + k in the
     /// worker (a listening socket, so a restarted worker serves the same port).
     public var passedDescriptors: [Int32]
 
-    public init(role: String, arguments: [String], watchdog: Double? = nil, exitEndsRun: Bool = false, passedDescriptors: [Int32] = []) {
+    public init(role: String, arguments: [String], watchdog: Double? = nil, exitEndsRun: Bool = false, essential: Bool = false,
+                passedDescriptors: [Int32] = []) {
         self.role = role
         self.arguments = arguments
         self.watchdog = watchdog
         self.exitEndsRun = exitEndsRun
+        self.essential = essential
         self.passedDescriptors = passedDescriptors
     }
 }
@@ -40,8 +46,10 @@ public enum RunOutcome: Equatable, Sendable {
 
 /// The thin supervisor: spawns the workers (posix_spawn of this executable, in start order),
 /// watches them (SIGCHLD through a self-pipe, a progress watchdog), restarts them by the
-/// `RestartPolicy`, serves `status` and `stop` on the control socket, and stops them in reverse
-/// order (SIGTERM to each worker's process group, `grace` seconds, then SIGKILL).
+/// `RestartPolicy`, serves `status` and `stop` on the control socket (non-blocking: `ControlServer`),
+/// and stops them in reverse order (SIGTERM to each worker's process group, `grace` seconds, then
+/// SIGKILL). When the essential worker (the engine) is given up, the newest engine snapshot is
+/// saved to `engine-state.bin` in the run directory (`EngineStateFile`) before the run stops.
 public final class Supervisor {
     public let runDirectory: RunDirectory
     public let segment: SharedSegment
@@ -62,7 +70,7 @@ public final class Supervisor {
         init(index: Int, spec: WorkerSpec, policy: RestartPolicy) {
             self.index = index
             self.spec = spec
-            lifecycle = WorkerLifecycle(policy: policy, exitEndsRun: spec.exitEndsRun, watchdog: spec.watchdog)
+            lifecycle = WorkerLifecycle(policy: policy, exitEndsRun: spec.exitEndsRun, essential: spec.essential, watchdog: spec.watchdog)
         }
     }
 
@@ -79,6 +87,9 @@ public final class Supervisor {
     private var requestedStop: String?
     private var wakePipe: [Int32] = [-1, -1]
     private var listenFD: Int32 = -1
+    private var control: ControlServer?
+    /// Where the engine's state was saved when it was given up, and its step.
+    public private(set) var savedState: (path: String, step: UInt64)?
     private var stopReason: String?
     private var failure: SupervisorError?
     private var finishedRole: String?
@@ -138,7 +149,9 @@ public final class Supervisor {
             requestLock.unlock()
         }
         listenFD = try UnixSocket.listen(at: runDirectory.controlSocketPath)
-        defer { close(listenFD); unlink(runDirectory.controlSocketPath) }
+        let control = ControlServer(listenFD: listenFD)
+        self.control = control
+        defer { control.closeAll(); self.control = nil; close(listenFD); unlink(runDirectory.controlSocketPath) }
 
         do { for w in workers { try spawn(w) } } catch { stopAll(); throw error }
         var lastTick = Self.now()
@@ -147,15 +160,19 @@ public final class Supervisor {
             // Without SIGCHLD, a worker's exit is noticed by polling: keep the pass short.
             var timeout = handlesSignals ? 0.25 : 0.05
             for w in workers { if let at = w.respawnAt { timeout = min(timeout, max(0, at - now)) } }
-            var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
-            let ready = poll(&fds, handlesSignals ? 3 : 2, Int32(timeout * 1000))
+            if let next = control.secondsToNextDeadline(now: now) { timeout = min(timeout, next) }
+            // The signal pipe and the wake pipe first, then the control socket and its clients.
+            var fds = [pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0), pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
+                + control.pollDescriptors()
+            if !handlesSignals { fds[1].fd = -1 }
+            // Rounded up: a timeout of 0.4 ms must not become a busy pass of 0 ms.
+            let ready = poll(&fds, nfds_t(fds.count), Int32((timeout * 1000).rounded(.up)))
             if ready < 0 && errno != EINTR { throw SupervisorError.system(operation: "poll", path: "", errno: errno) }
-            if handlesSignals && fds[2].revents != 0 { handleSignals() }
-            if fds[1].revents != 0 { var buffer = [UInt8](repeating: 0, count: 64); _ = read(pipeFDs[0], &buffer, 64) }
+            if handlesSignals && fds[1].revents != 0 { handleSignals() }
+            if fds[0].revents != 0 { var buffer = [UInt8](repeating: 0, count: 64); _ = read(pipeFDs[0], &buffer, 64) }
             if stopReason == nil, let reason = takeRequestedStop() { stopReason = reason; logger.info("stop requested: \(reason)", metadata: ["stop.reason": "\(reason)"]) }
             reap() // every pass, SIGCHLD or not: cheap, and robust to a signal lost in a full pipe
-            if fds[0].revents != 0 { serveControl() }
+            control.serve(Array(fds[2...]), now: Self.now(), answer: answerControl)
             let t = Self.now()
             for w in workers where w.respawnAt != nil && w.respawnAt! <= t && stopReason == nil && failure == nil {
                 w.respawnAt = nil
@@ -221,7 +238,7 @@ public final class Supervisor {
             w.pid = 0
             segment.workers[w.index].pid = 0
             let exit = reapedElsewhere ? WorkerExit.unknown : WorkerExit(waitStatus: status)
-            switch w.lifecycle.exited(exit, at: Self.now(), stopping: stopReason != nil) {
+            switch w.lifecycle.exited(exit, at: Self.now(), stopping: stopReason != nil, progress: segment.workers[w.index].progress) {
             case .stopped:
                 w.state = "stopped"
             case .finished:
@@ -232,16 +249,37 @@ public final class Supervisor {
             case .giveUp(let restarts):
                 w.state = "failed"
                 segment.workers[w.index].state = .failed
-                logger.error("worker \(w.spec.role) \(exit); \(policy.maxRestarts) restarts within \(Int(policy.window)) s, giving up",
+                let inARow = w.lifecycle.failuresInARow
+                logger.error("worker \(w.spec.role) \(exit); \(inARow > policy.maxRestarts ? "\(inARow) failures in a row" : "\(policy.maxRestartsInWindow) restarts within \(Int(policy.window)) s"), giving up",
                              metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)"])
+                saveEngineState()
                 failure = .workerFailed(role: w.spec.role, restarts: restarts, lastExit: "\(exit)")
             case .restart(let delay, _):
                 w.respawnAt = Self.now() + delay
                 w.state = "restarting"
                 segment.workers[w.index].state = .failed
-                logger.warning("worker \(w.spec.role) \(exit); restarting in \(Int(delay * 1000)) ms",
-                               metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)", "restart.delay_ms": .stringConvertible(Int(delay * 1000))])
+                let failing = !w.spec.essential && w.lifecycle.failing
+                logger.warning("worker \(w.spec.role) \(exit); restarting in \(Int((delay * 1000).rounded())) ms\(failing ? " (failed \(w.lifecycle.failuresInARow) times in a row; the run is degraded, the simulation goes on)" : "")",
+                               metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)", "restart.delay_ms": .stringConvertible(Int((delay * 1000).rounded()))])
             }
+        }
+    }
+
+    /// Saves the newest consistent engine snapshot of the segment to `engine-state.bin` in the run
+    /// directory (atomically), for a later resume; logs where, or why not.
+    private func saveEngineState() {
+        let path = runDirectory.path + "/" + EngineStateFile.fileName
+        do {
+            guard let snapshot = try segment.snapshots.read() else {
+                logger.error("no engine snapshot was ever written; no state saved")
+                return
+            }
+            try EngineStateFile.write(snapshot, to: path)
+            savedState = (path, snapshot.step)
+            logger.error("engine state at step \(snapshot.step) saved to \(path)",
+                         metadata: ["state.path": "\(path)", "state.step": .stringConvertible(snapshot.step)])
+        } catch {
+            logger.error("could not save the engine state to \(path): \(error)")
         }
     }
 
@@ -274,36 +312,24 @@ public final class Supervisor {
         return Double(last.step &- first.step) / (last.time - first.time)
     }
 
-    private func serveControl() {
-        while true {
-            let client = qv_os_accept(listenFD)
-            if client < 0 { break }
-            defer { close(client) }
-            // A client connects, then writes: under load that can take a while, and an empty read
-            // would be answered as an unknown command.
-            var tv = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            var request = [UInt8]()
-            var buffer = [UInt8](repeating: 0, count: 512)
-            while request.count < UnixSocket.maxRequest && !request.contains(UInt8(ascii: "\n")) {
-                let n = recv(client, &buffer, buffer.count, 0)
-                if n <= 0 { break }
-                request += buffer[0..<n]
-            }
-            let command = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let reply: String
-            switch command {
-            case "status": reply = statusJSON()
-            case "stop":
-                if stopReason == nil { stopReason = "stop command"; logger.info("stop requested on the control socket", metadata: ["stop.reason": "stop command"]) }
-                reply = "{\"ok\":true,\"stopping\":true}"
-            default:
-                reply = "{\"ok\":false,\"error\":\"unknown command; expected status or stop\"}"
-            }
-            let line = reply + "\n"
-            _ = line.withCString { send(client, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    /// The reply to one control-socket command.
+    private func answerControl(_ command: String) -> String {
+        switch command {
+        case "status": return statusJSON()
+        case "stop":
+            if stopReason == nil { stopReason = "stop command"; logger.info("stop requested on the control socket", metadata: ["stop.reason": "stop command"]) }
+            return "{\"ok\":true,\"stopping\":true}"
+        default:
+            return "{\"ok\":false,\"error\":\"unknown command; expected status or stop\"}"
         }
+    }
+
+    /// The roles that are down (being restarted, or failed) or keep failing: the run goes on
+    /// without them meanwhile (the essential one is being restarted, or the run stops).
+    public func degradedRoles(now: Double) -> [String] {
+        workers.filter { w in
+            w.state == "restarting" || w.state == "failed" || (w.lifecycle.failing && !w.lifecycle.healthy(at: now))
+        }.map(\.spec.role)
     }
 
     /// The status document served on the control socket.
@@ -312,9 +338,11 @@ public final class Supervisor {
             "ok": true,
             "run_directory": runDirectory.path,
             "pid": Int(getpid()),
-            "state": stopReason == nil ? "running" : "stopping",
             "frames_published": Int(segment.frames.published),
         ]
+        let degraded = degradedRoles(now: Self.now())
+        root["state"] = stopReason != nil ? "stopping" : degraded.isEmpty ? "running" : "degraded"
+        root["degraded"] = degraded
         // Entries before the first worker belong to the host process (an embedding session's engine).
         let host = (0..<firstStatusIndex).map { i -> [String: Any] in
             let s = segment.workers[i]
@@ -323,6 +351,7 @@ public final class Supervisor {
         root["workers"] = host + workers.map { w -> [String: Any] in
             let s = segment.workers[w.index]
             return ["role": w.spec.role, "pid": Int(w.pid), "state": w.state, "restarts": w.restarts,
+                    "failures_in_a_row": w.lifecycle.failuresInARow, "essential": w.spec.essential,
                     "progress": Int(s.progress), "last_exit": w.lastExit]
         }
         root["engine"] = ["step": newestStep.map { Int($0) } ?? 0, "steps_per_second": stepsPerSecond]

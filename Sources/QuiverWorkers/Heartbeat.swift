@@ -42,22 +42,33 @@ public struct Heartbeat: Worker {
         }
     }
 
+    /// Milliseconds from the heartbeat `beat` to `now` (monotonic nanoseconds); -1 for no beat yet.
+    /// A beat stamped after `now` was read (a worker advancing meanwhile) is 0 ms old, not 2^64 ns.
+    public static func millisecondsSince(beat: UInt64, now: UInt64) -> Int {
+        beat == 0 ? -1 : now > beat ? Int((now - beat) / 1_000_000) : 0
+    }
+
+    /// The health document. `state`: `ok`, or `degraded` when a worker is down (being restarted
+    /// or given up; `degraded` names them). The heartbeat itself being down is told only by the
+    /// supervisor's `status` (control.sock).
     static func health(_ segment: SharedSegment) -> String {
         var workers: [[String: Any]] = []
+        var degraded: [String] = []
         let nowNs = SystemClock.monotonicNanoseconds
         for i in 0..<segment.layout.workerCapacity {
             let w = segment.workers[i]
             guard w.state != .empty else { continue }
             let beat = w.heartbeatNanoseconds
+            if w.state == .failed { degraded.append(w.name) }
             workers.append([
                 "role": w.name, "pid": Int(w.pid), "state": "\(w.state)", "progress": Int(w.progress),
-                "restarts": Int(w.restarts), "last_progress_ms": beat == 0 ? -1 : Int((nowNs &- beat) / 1_000_000),
+                "restarts": Int(w.restarts), "last_progress_ms": millisecondsSince(beat: beat, now: nowNs),
             ])
         }
         let latest = segment.frames.latestScalars()
         let root: [String: Any] = [
             "ok": true, "workers": workers, "frames_published": Int(segment.frames.published),
-            "step": latest.map { Int($0.step) } ?? 0,
+            "step": latest.map { Int($0.step) } ?? 0, "state": degraded.isEmpty ? "ok" : "degraded", "degraded": degraded,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

@@ -13,40 +13,42 @@ import QuiverZMQ
 
 /// The flags of `quiver run`: each sets the configuration key it names, through the same setter as
 /// the TOML file (docs/configuration.md), over the file's value; unset flags leave it alone.
+/// Numeric flags take the next argument whatever it looks like (`--cells -5`), so a negative number
+/// gets the configuration's message naming the flag and its range, not "Missing value".
 struct ConfigurationFlags: ParsableArguments {
     @Option(help: "System: argon (liquid argon under Langevin at 94.4 K; the default) or lj (LAMMPS in.lj). [system] builtin")
     var system: String?
-    @Option(help: "fcc unit cells per edge (4 cells^3 atoms; default 10, 4000 atoms). [system] cells")
+    @Option(parsing: .unconditional, help: "fcc unit cells per edge (4 cells^3 atoms; default 10, 4000 atoms). [system] cells")
     var cells: Int?
-    @Option(help: "Seed for velocities and the thermostat (default 2024). [system] seed")
+    @Option(parsing: .unconditional, help: "Seed for velocities and the thermostat (default 2024). [system] seed")
     var seed: Int?
-    @Option(help: "Steps to run (default: until stopped). [engine] steps")
+    @Option(parsing: .unconditional, help: "Steps to run (default: until stopped). [engine] steps")
     var steps: Int?
-    @Option(help: "Threads of the engine (default: every core this process may use). [engine] threads")
+    @Option(parsing: .unconditional, help: "Threads of the engine (default: every core this process may use). [engine] threads")
     var threads: Int?
-    @Option(help: "Print a progress line every this many steps (default: about once a second). [engine] report_every")
+    @Option(parsing: .unconditional, help: "Print a progress line every this many steps (default: about once a second). [engine] report_every")
     var reportEvery: Int?
     @Option(help: "Kernel variant: auto, scalar or avx2. [engine] kernel")
     var kernel: String?
-    @Option(help: "Steps between frames written to shared memory (default 10). [engine] frame_interval")
+    @Option(parsing: .unconditional, help: "Steps between frames written to shared memory (default 10). [engine] frame_interval")
     var frameInterval: Int?
     @Option(help: "The run directory: lock, connection.json, control.sock (default ./quiver-run). [server] run_dir")
     var runDir: String?
-    @Option(help: "Seconds a worker may go without progress before it is killed and restarted (default 30). [server] watchdog")
+    @Option(parsing: .unconditional, help: "Seconds a worker may go without progress before it is killed and restarted (default 30). [server] watchdog")
     var watchdog: Double?
-    @Option(help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5). [server] grace")
+    @Option(parsing: .unconditional, help: "Seconds a worker gets to exit after SIGTERM before SIGKILL (default 5). [server] grace")
     var grace: Double?
     @Option(help: "Frame codec for clients: raw, lossless or quantized (default). [frames] codec")
     var codec: String?
-    @Option(help: "Quantisation step of positions in nm (default 0.001). [frames] precision")
+    @Option(parsing: .unconditional, help: "Quantisation step of positions in nm (default 0.001). [frames] precision")
     var precision: Double?
     @Option(help: "Address the frame and heartbeat sockets listen on (default 127.0.0.1). [frames] address")
     var address: String?
-    @Option(help: "TCP port of the frame socket (default 0: any free port, written to connection.json). [frames] port")
+    @Option(parsing: .unconditional, help: "TCP port of the frame socket (default 0: any free port, written to connection.json). [frames] port")
     var port: Int?
-    @Option(help: "TCP port of the command socket (default 0: any free port, written to connection.json). [control] port")
+    @Option(parsing: .unconditional, help: "TCP port of the command socket (default 0: any free port, written to connection.json). [control] port")
     var controlPort: Int?
-    @Option(help: "Seconds without a request after which a client has left (default 10). [control] session_lease")
+    @Option(parsing: .unconditional, help: "Seconds without a request after which a client has left (default 10). [control] session_lease")
     var sessionLease: Double?
     @Option(help: "A C plugin force field (shared library, docs/plugins.md) added to the system's forces. [forcefield] plugin")
     var plugin: String?
@@ -128,11 +130,21 @@ struct Run: ParsableCommand {
                                             atomCapacity: setup.system.count, configuration: c)
         defer { resources.close() }
         let directory = resources.directory
-        // Elements from the type names (argon's "Ar": Z = 18), as for any dynamics.
-        try TopologyFile.write(TopologyFile.topology(types: setup.system.types, typeNames: setup.system.typeNames), firstFrame: 0,
-                               to: directory.topologyFilePath)
-        let supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: try Self.executablePath(),
+        let supervisor: Supervisor
+        do {
+            // Elements from the type names (argon's "Ar": Z = 18), as for any dynamics.
+            try TopologyFile.write(TopologyFile.topology(types: setup.system.types, typeNames: setup.system.typeNames), firstFrame: 0,
+                                   to: directory.topologyFilePath)
+            supervisor = Supervisor(runDirectory: directory, segment: resources.segment, executable: try Self.executablePath(),
                                     workers: try resources.workerSpecs(WorkerRoles.all, firstIndex: 0), grace: c.grace, logger: logger)
+        } catch {
+            // Nothing ran: a run directory made for this run goes again.
+            resources.abandon()
+            throw error
+        }
+        if let mode = directory.previousMode {
+            logger.warning("run directory \(directory.path) had mode \(String(mode, radix: 8)), open to other users; set to 700")
+        }
         if let previous = directory.tookOverFrom { logger.notice("took over \(directory.path) from a server that is gone (pid \(previous))") }
         logger.info("frames on \(resources.listeners[.frames]?.endpoint ?? "?") and \(resources.ipcEndpoints[.frames] ?? "?"); connection file \(directory.connectionFilePath)")
         let outcome = try supervisor.run()
@@ -190,6 +202,9 @@ struct Status: ParsableCommand {
         let engine = root["engine"] as? [String: Any] ?? [:]
         print("run \(root["run_directory"] ?? "?")  supervisor pid \(root["pid"] ?? "?")  \(root["state"] ?? "?")")
         print("engine step \(engine["step"] ?? 0)  \(String(format: "%.1f", engine["steps_per_second"] as? Double ?? 0)) steps/s  frames \(root["frames_published"] ?? 0)")
+        if let degraded = root["degraded"] as? [String], !degraded.isEmpty {
+            print("degraded: \(degraded.joined(separator: ", ")) down or failing; the simulation goes on")
+        }
         for w in root["workers"] as? [[String: Any]] ?? [] {
             print("  \(w["role"] ?? "?")  pid \(w["pid"] ?? 0)  \(w["state"] ?? "?")  restarts \(w["restarts"] ?? 0)")
         }

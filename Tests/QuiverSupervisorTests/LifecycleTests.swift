@@ -5,37 +5,98 @@ import Testing
 
 @Suite("Supervisor decisions, without processes")
 struct LifecycleTests {
-    @Test("the restart policy: 100 ms doubling to the cap, at most five restarts in the window, then give up; old restarts age out")
+    @Test("the restart policy: 100 ms for an isolated failure, doubling per failure in a row up to the 2 s cap; an essential worker gives up after 5 restarts in a row or 20 within 60 s")
     func restartPolicy() {
         let p = RestartPolicy()
-        #expect(p.delay(now: 0, previousRestarts: []) == 0.1)
-        #expect(p.delay(now: 10, previousRestarts: [9]) == 0.2)
-        #expect(p.delay(now: 10, previousRestarts: [6, 7, 8, 9]) == 1.6)
-        #expect(p.delay(now: 10, previousRestarts: [5, 6, 7, 8, 9]) == nil)
-        // Outside the 30 s window, earlier restarts no longer count.
-        #expect(p.delay(now: 100, previousRestarts: [5, 6, 7, 8, 9]) == 0.1)
-        let capped = RestartPolicy(firstDelay: 0.5, maxDelay: 1, maxRestarts: 10, window: 30)
-        #expect(capped.delay(now: 10, previousRestarts: [1, 2, 3, 4]) == 1)
+        #expect((1...8).map { p.delay(failuresInARow: $0) } == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0])
+        #expect(!p.givesUp(failuresInARow: 5, restartsInWindow: 4) && p.givesUp(failuresInARow: 6, restartsInWindow: 5))
+        #expect(!p.givesUp(failuresInARow: 1, restartsInWindow: 19) && p.givesUp(failuresInARow: 1, restartsInWindow: 20))
+        let capped = RestartPolicy(firstDelay: 0.5, maxDelay: 1, maxRestarts: 10)
+        #expect(capped.delay(failuresInARow: 5) == 1)
     }
 
-    @Test("a worker that keeps failing: five restarts with backoff 0.1, 0.2, 0.4, 0.8, 1.6 s, then give up naming the restarts")
+    @Test("an essential worker that keeps failing at start: five restarts with backoff 0.1, 0.2, 0.4, 0.8, 1.6 s, then give up")
     func failing() {
-        var w = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
+        var w = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, essential: true, watchdog: nil)
         var now = 0.0
         var delays: [Double] = []
-        while case .restart(let delay, let n) = w.exited(.exited(code: 3), at: now, stopping: false) {
+        w.started(at: now, progress: 0)
+        while case .restart(let delay, let n) = w.exited(.exited(code: 3), at: now, stopping: false, progress: 0) {
             delays.append(delay)
             #expect(n == delays.count)
             now += delay
+            w.started(at: now, progress: 0)
         }
         #expect(delays == [0.1, 0.2, 0.4, 0.8, 1.6])
         do { let d = w.exited(.killed(signal: 11), at: now, stopping: false); #expect(d == .giveUp(restarts: 5)) }
         #expect("\(w.lastExit!)" == "killed by signal 11 (SIGSEGV)")
     }
 
+    @Test("a non-essential worker is never given up: killed six times in 3.4 s (and sixty more) it is restarted, backoff capped at 2 s, and reported failing")
+    func nonEssentialNeverGivesUp() {
+        var w = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, essential: false, watchdog: nil)
+        var now = 0.0
+        var delays: [Double] = []
+        for k in 0..<66 {
+            w.started(at: now, progress: UInt64(k))
+            // Killed 0.1 s after its start, before it counts as healthy.
+            now += 0.1
+            guard case .restart(let delay, let n) = w.exited(.killed(signal: 9), at: now, stopping: false, progress: UInt64(k) + 1) else {
+                Issue.record("gave up on a non-essential worker after \(k) kills"); return
+            }
+            #expect(n == k + 1)
+            delays.append(delay)
+            now += delay
+        }
+        #expect(Array(delays.prefix(7)) == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0] && delays.max() == 2.0)
+        #expect(w.failing && w.failuresInARow == 66)
+    }
+
+    @Test("the backoff resets after a healthy run (0.5 s up and progress): isolated kills a second apart are each restarted after 100 ms; a run without progress is not healthy")
+    func backoffResets() {
+        var w = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, essential: true, watchdog: nil)
+        var now = 0.0
+        var progress: UInt64 = 0
+        for _ in 0..<10 {
+            w.started(at: now, progress: progress)
+            progress += 50
+            now += 0.9
+            let d = w.exited(.killed(signal: 9), at: now, stopping: false, progress: progress)
+            #expect(d == .restart(delay: 0.1, restarts: w.restarts))
+            now += 0.1
+        }
+        #expect(w.failuresInARow == 1 && !w.failing)
+        // Up long enough but no progress (hung at start): not healthy, the backoff doubles.
+        w.started(at: now, progress: progress)
+        now += 5
+        do { let d = w.exited(.killed(signal: 9), at: now, stopping: false, progress: progress); #expect(d == .restart(delay: 0.2, restarts: 11)) }
+        // Progress seen by the watchdog's observation counts too.
+        w.started(at: now, progress: progress)
+        do { let s = w.stalled(progress: progress + 1, at: now + 0.2); #expect(!s) }
+        #expect(w.healthy(at: now + 0.6) && !w.healthy(at: now + 0.4))
+    }
+
+    @Test("an essential worker in a crash loop that lasts a while each time gives up after 20 restarts within 60 s")
+    func crashLoopGivesUp() {
+        var w = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, essential: true, watchdog: nil)
+        var now = 0.0
+        var progress: UInt64 = 0
+        var restarts = 0
+        while true {
+            w.started(at: now, progress: progress)
+            progress += 10
+            now += 1.0
+            guard case .restart(let delay, _) = w.exited(.killed(signal: 11), at: now, stopping: false, progress: progress) else { break }
+            #expect(delay == 0.1)
+            restarts += 1
+            now += delay
+        }
+        #expect(restarts == 20)
+    }
+
     @Test("a clean exit ends the run only for a worker that says so; a crash of that worker restarts it; a stopping run restarts nothing")
     func exits() {
-        var engine = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, watchdog: nil)
+        var engine = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, essential: true, watchdog: nil)
         do { let d = engine.exited(.killed(signal: 9), at: 0, stopping: false); #expect(d == .restart(delay: 0.1, restarts: 1)) }
         do { let d = engine.exited(.exited(code: 0), at: 1, stopping: false); #expect(d == .finished) }
         var broadcaster = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
@@ -57,6 +118,13 @@ struct LifecycleTests {
         do { let s = w.stalled(progress: 6, at: 12.0); #expect(s) }
         do { let s = w.stalled(progress: 6, at: 12.5); #expect(!s) }
         do { let s = w.stalled(progress: 6, at: 13.1); #expect(s) }
+        // A worker the watchdog killed was not healthy, even though it once made progress: the backoff doubles.
+        #expect(!w.healthy(at: 13.2))
+        do { let d = w.exited(.killed(signal: 9), at: 13.2, stopping: false, progress: 6); #expect(d == .restart(delay: 0.1, restarts: 1)) }
+        w.started(at: 13.3, progress: 6)
+        do { let s = w.stalled(progress: 7, at: 13.5); #expect(!s) }
+        do { let s = w.stalled(progress: 7, at: 14.6); #expect(s) }
+        do { let d = w.exited(.killed(signal: 9), at: 14.7, stopping: false, progress: 7); #expect(d == .restart(delay: 0.2, restarts: 2)) }
         var none = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
         none.started(at: 0, progress: 0)
         do { let s = none.stalled(progress: 0, at: 1e6); #expect(!s) }
