@@ -46,6 +46,13 @@ public protocol Dynamics: AnyObject {
     /// from the last step replaces their interactive part, so the next step already moves the
     /// atoms with the new set (no step of delay).
     func applyInteractionChanges()
+    /// Keeps the current state in memory as the last good one, the state a blow-up rolls back to
+    /// (the engine loop calls it at every published frame). Default: nothing.
+    func checkpoint() throws
+    /// Returns to the last `checkpoint()` (step counter included) after `advance` threw a blow-up
+    /// (`EngineError.isBlowUp`). Returns the step it went back to; nil when it cannot (default):
+    /// the engine then pauses without publishing the blown-up state.
+    func rollback() throws -> Int?
 }
 
 extension Dynamics {
@@ -65,6 +72,8 @@ extension Dynamics {
         throw EngineError.invalidParameter("\(name) cannot reset velocities")
     }
     public func applyInteractionChanges() {}
+    public func checkpoint() throws {}
+    public func rollback() throws -> Int? { nil }
 }
 
 extension Energies {
