@@ -245,6 +245,24 @@ double qv_check_state(qv_pool *pool, const qv_state *s) {
     return total;
 }
 
+static inline __attribute__((always_inline)) int finite3(const float *restrict x, const float *restrict y, const float *restrict z, int64_t n) {
+#pragma clang fp reassociate(on)
+    float bad = 0.0f;
+    for (int64_t i = 0; i < n; i++) bad += (x[i] - x[i]) + (y[i] - y[i]) + (z[i] - z[i]);
+    return bad == 0.0f;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int finite3_avx2(const float *x, const float *y, const float *z, int64_t n) { return finite3(x, y, z, n); }
+#endif
+
+int qv_all_finite3(const float *x, const float *y, const float *z, int64_t n) {
+#if defined(__x86_64__)
+    if (qv_cpu_has_avx2_fma()) return finite3_avx2(x, y, z, n);
+#endif
+    return finite3(x, y, z, n);
+}
+
 void qv_momentum(const qv_state *s, double out[3]) {
     double px = 0, py = 0, pz = 0;
     for (int32_t i = 0; i < s->n; i++) {

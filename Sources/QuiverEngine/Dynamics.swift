@@ -1,3 +1,5 @@
+import CQuiverCore
+
 /// Anything a Quiver server can run and show: the built-in `Simulation`, or your own dynamics.
 ///
 /// The server drives it from one thread: `advance` a few steps, read positions and energies for a
@@ -74,6 +76,17 @@ extension Dynamics {
     public func applyInteractionChanges() {}
     public func checkpoint() throws {}
     public func rollback() throws -> Int? { nil }
+}
+
+/// Finiteness checks for a `Dynamics`'s buffers (the engine loop's last line of defence before
+/// publishing a frame).
+public enum FiniteCheck {
+    /// Whether every value of the three arrays (of equal length) is finite; vectorised in C.
+    public static func all(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeBufferPointer<Float>, _ z: UnsafeBufferPointer<Float>) -> Bool {
+        precondition(y.count == x.count && z.count == x.count, "arrays of different lengths")
+        guard let px = x.baseAddress, let py = y.baseAddress, let pz = z.baseAddress else { return true }
+        return qv_all_finite3(px, py, pz, Int64(x.count)) != 0
+    }
 }
 
 extension Energies {

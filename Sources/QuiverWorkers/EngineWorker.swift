@@ -240,7 +240,7 @@ public final class EngineLoop {
     public func publishFrame() throws {
         let e = try dynamics.energies()
         let finite = e.potential.isFinite && e.kinetic.isFinite && e.temperature.isFinite
-            && dynamics.withPositions { x, y, z in Self.allFinite(x) && Self.allFinite(y) && Self.allFinite(z) }
+            && dynamics.withPositions { x, y, z in FiniteCheck.all(x, y, z) }
         guard finite else { throw EngineError.nonFinite(step: dynamics.step) }
         let forces = dynamics.interactiveForces
         var user = SparseForces()
@@ -259,14 +259,6 @@ public final class EngineLoop {
         control.positionsChanged = false
         if let frameFD { var one: UInt64 = 1; _ = Glibc.write(frameFD, &one, 8) }
         try checkpoint()
-    }
-
-    /// Whether every value is finite: v - v is 0 for a finite v and NaN otherwise, so one sum
-    /// without branches tells.
-    static func allFinite(_ a: UnsafeBufferPointer<Float>) -> Bool {
-        var sum: Float = 0
-        for v in a { sum += v - v }
-        return sum == 0
     }
 }
 

@@ -23,6 +23,8 @@ double qv_kinetic_energy(const qv_state *s);
  * kinetic energy the engine reports), or NaN when any position or velocity component is NaN or
  * infinite. */
 double qv_check_state(qv_pool *pool, const qv_state *s);
+/* 1 when all n values of each of the three arrays are finite, else 0 (vectorised, no branch per value). */
+int qv_all_finite3(const float *x, const float *y, const float *z, int64_t n);
 /* Total momentum sum m v, accumulated in double. */
 void qv_momentum(const qv_state *s, double out[3]);
 /* Three standard normal deviates for (seed, stream, index): the generator the engine uses. */
