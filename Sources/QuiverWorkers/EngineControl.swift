@@ -106,10 +106,9 @@ public final class EngineControl {
     /// previous engine ended abnormally). The respawn rule (docs/operations.md, "Blow-ups") then
     /// drops the interactions that may have ended it, so a respawn never loops on them: every
     /// interaction whose last `interaction.set` was applied at or after that step (the engine never
-    /// wrote a snapshot with it), and every interaction when the previous engine was itself a
-    /// respawn that had resumed less than `crashLoopWindow` seconds before (it died again soon).
-    /// Interactions set before the snapshot survived a snapshot interval and are kept, with their
-    /// leases. Dropped ones are logged and reported like a blow-up (`blow_ups`, `blow_up`).
+    /// wrote a snapshot after stepping with it), and every interaction when the previous engine was
+    /// itself a respawn that had resumed less than `crashLoopWindow` seconds before (it died again
+    /// soon). Interactions applied before the snapshot's step are kept, with their leases. Dropped ones are logged and reported like a blow-up (`blow_ups`, `blow_up`).
     @discardableResult
     public func restoreFromSegment(resumedAtStep: Int? = nil) -> Bool {
         guard let bytes = try? segment?.blobs.read(.engine), let saved = try? JSONDecoder().decode(State.self, from: Data(bytes)) else { return false }
@@ -137,7 +136,7 @@ public final class EngineControl {
             state.resumedAt = now
             if !dropped.isEmpty {
                 state.blowUps += 1
-                state.lastBlowUp = "the engine ended abnormally with interactions it had not yet run a snapshot interval with; "
+                state.lastBlowUp = (crashLoop ? "the engine ended abnormally twice in a row; " : "the engine ended abnormally with interactions it had not stepped with up to a snapshot; ")
                     + "respawned from step \(resumed) without \(dropped.joined(separator: ", "))"
             }
             dirty = true
