@@ -194,6 +194,75 @@ double qv_kinetic_energy(const qv_state *s) {
     return 0.5 * ke;
 }
 
+typedef struct {
+    const qv_state *s;
+    double *partial; /* one per thread */
+    int vector;
+} check_args;
+
+/* Kinetic energy of atoms [b, e) plus the sum of v - v over their positions and velocities: 0 for
+ * finite values, NaN as soon as one is NaN or infinite (no branch). Forces need no look of their
+ * own: the step's last half-kick added them to the velocities. The order of the sums does not
+ * matter here (the value only feeds the check), so the compiler may vectorise them. */
+static inline __attribute__((always_inline)) double check_range(const qv_state *s, int64_t b, int64_t e) {
+#pragma clang fp reassociate(on)
+    const float *restrict x = s->x, *restrict y = s->y, *restrict z = s->z;
+    const float *restrict vx = s->vx, *restrict vy = s->vy, *restrict vz = s->vz, *restrict m = s->mass;
+    double ke = 0.0;
+    float bad = 0.0f;
+    for (int64_t i = b; i < e; i++) {
+        bad += (x[i] - x[i]) + (y[i] - y[i]) + (z[i] - z[i]);
+        const float v2 = vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i];
+        ke += (double)(m[i] * v2);
+    }
+    return 0.5 * ke + (double)bad;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static double check_range_avx2(const qv_state *s, int64_t b, int64_t e) {
+    return check_range(s, b, e);
+}
+#endif
+
+static void check_task(void *ctx, int t, int nt) {
+    const check_args *a = ctx;
+    int64_t b, e;
+    qv_pool_split(a->s->n, t, nt, &b, &e);
+#if defined(__x86_64__)
+    if (a->vector) { a->partial[t] = check_range_avx2(a->s, b, e); return; }
+#endif
+    a->partial[t] = check_range(a->s, b, e);
+}
+
+double qv_check_state(qv_pool *pool, const qv_state *s) {
+    double partial[1024];
+    const int nt = qv_pool_size(pool);
+    if (nt > 1024) return check_range(s, 0, s->n); /* never: Simulation's limit is 1024 threads */
+    check_args a = { .s = s, .partial = partial, .vector = qv_cpu_has_avx2_fma() };
+    qv_pool_run(pool, check_task, &a);
+    double total = 0.0;
+    for (int t = 0; t < nt; t++) total += partial[t];
+    return total;
+}
+
+static inline __attribute__((always_inline)) int finite3(const float *restrict x, const float *restrict y, const float *restrict z, int64_t n) {
+#pragma clang fp reassociate(on)
+    float bad = 0.0f;
+    for (int64_t i = 0; i < n; i++) bad += (x[i] - x[i]) + (y[i] - y[i]) + (z[i] - z[i]);
+    return bad == 0.0f;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int finite3_avx2(const float *x, const float *y, const float *z, int64_t n) { return finite3(x, y, z, n); }
+#endif
+
+int qv_all_finite3(const float *x, const float *y, const float *z, int64_t n) {
+#if defined(__x86_64__)
+    if (qv_cpu_has_avx2_fma()) return finite3_avx2(x, y, z, n);
+#endif
+    return finite3(x, y, z, n);
+}
+
 void qv_momentum(const qv_state *s, double out[3]) {
     double px = 0, py = 0, pz = 0;
     for (int32_t i = 0; i < s->n; i++) {

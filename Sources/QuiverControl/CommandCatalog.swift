@@ -77,6 +77,7 @@ extension Parameter {
     /// The JSON type of its value.
     public var type: ArgumentType {
         if isBoolean { return .boolean }
+        if isText { return .string }
         return isInteger ? .integer : .number
     }
 

@@ -40,11 +40,12 @@ extension EngineResult {
 }
 
 extension ParameterValue {
-    /// A number, a boolean, or null (unavailable).
+    /// A number, a boolean, a string, or null (unavailable).
     public var json: JSONValue {
         switch self {
         case .number(let x): return .number(x)
         case .bool(let b): return .bool(b)
+        case .text(let t): return .string(t)
         case .unavailable: return .null
         }
     }

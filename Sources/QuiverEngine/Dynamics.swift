@@ -1,3 +1,5 @@
+import CQuiverCore
+
 /// Anything a Quiver server can run and show: the built-in `Simulation`, or your own dynamics.
 ///
 /// The server drives it from one thread: `advance` a few steps, read positions and energies for a
@@ -46,6 +48,13 @@ public protocol Dynamics: AnyObject {
     /// from the last step replaces their interactive part, so the next step already moves the
     /// atoms with the new set (no step of delay).
     func applyInteractionChanges()
+    /// Keeps the current state in memory as the last good one, the state a blow-up rolls back to
+    /// (the engine loop calls it at every published frame). Default: nothing.
+    func checkpoint() throws
+    /// Returns to the last `checkpoint()` (step counter included) after `advance` threw a blow-up
+    /// (`EngineError.isBlowUp`). Returns the step it went back to; nil when it cannot (default):
+    /// the engine then pauses without publishing the blown-up state.
+    func rollback() throws -> Int?
 }
 
 extension Dynamics {
@@ -65,6 +74,19 @@ extension Dynamics {
         throw EngineError.invalidParameter("\(name) cannot reset velocities")
     }
     public func applyInteractionChanges() {}
+    public func checkpoint() throws {}
+    public func rollback() throws -> Int? { nil }
+}
+
+/// Finiteness checks for a `Dynamics`'s buffers (the engine loop's last line of defence before
+/// publishing a frame).
+public enum FiniteCheck {
+    /// Whether every value of the three arrays (of equal length) is finite; vectorised in C.
+    public static func all(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeBufferPointer<Float>, _ z: UnsafeBufferPointer<Float>) -> Bool {
+        precondition(y.count == x.count && z.count == x.count, "arrays of different lengths")
+        guard let px = x.baseAddress, let py = y.baseAddress, let pz = z.baseAddress else { return true }
+        return qv_all_finite3(px, py, pz, Int64(x.count)) != 0
+    }
 }
 
 extension Energies {

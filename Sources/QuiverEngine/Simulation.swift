@@ -69,6 +69,48 @@ public final class Simulation {
     let pool: ThreadPool
     private var cached: Energies?
 
+    /// The per-step blow-up check (docs/architecture.md, "Blow-ups: detection and rollback"): after
+    /// every step one pass over positions and velocities (`qv_check_state`) sums the kinetic
+    /// energy; a NaN or infinity there (a non-finite force shows in the velocities), or a kinetic
+    /// energy above `kineticFactor` x the reference, makes `run` throw (`EngineError.nonFinite`,
+    /// `.kineticEnergyJump`) at the step it happened, and `rollback()` returns to the last
+    /// `checkpoint()`.
+    public struct BlowUpGuard: Sendable, Equatable {
+        /// A step trips the bound when its kinetic energy exceeds this many times the reference.
+        public var kineticFactor: Double
+        /// The reference is the largest of: the kinetic energy at the last checkpoint (or at
+        /// creation, `restore`, `setVelocities`), the equipartition energy (dof/2) kB T at the
+        /// thermostat's temperature, and at this temperature (K), so a cold system may warm up.
+        public var floorTemperature: Double
+
+        public init(kineticFactor: Double = 10, floorTemperature: Double = 100) {
+            self.kineticFactor = kineticFactor
+            self.floorTemperature = floorTemperature
+        }
+    }
+
+    /// The blow-up check run after every step; nil: none (positions may then become NaN silently
+    /// until an energy evaluation sees it).
+    public var blowUpGuard: BlowUpGuard? = BlowUpGuard() { didSet { updateKineticBound() } }
+    /// Kinetic energy (kJ/mol) a step must not exceed; infinity without a guard.
+    public private(set) var kineticBound = Double.infinity
+    /// Kinetic energy of the reference state of the bound.
+    private var referenceKinetic = 0.0
+    /// The last good state (`checkpoint()`), copied into buffers allocated once.
+    private var saved: Checkpoint?
+
+    private final class Checkpoint {
+        var step = 0
+        var time = 0.0
+        var kinetic = 0.0
+        let floats: [AlignedBuffer<Float>]
+        let ints: [AlignedBuffer<Int32>]
+        init(count: Int) throws {
+            floats = try (0..<6).map { _ in try AlignedBuffer<Float>(count: count, zero: 0) }
+            ints = try (0..<3).map { _ in try AlignedBuffer<Int32>(count: count, zero: 0) }
+        }
+    }
+
     /// Creates a simulation and computes the initial forces (and energies).
     /// Throws `EngineError` for an invalid system, parameters, or a force field's refusal.
     public init(system: ParticleSystem, forceFields: [any ForceField], integrator: Integrator,
@@ -90,6 +132,7 @@ public final class Simulation {
         try interactions.prepare(setup)
         updateThermostat()
         try computeForces(energy: true)
+        resetReference()
     }
 
     public var count: Int { storage.count }
@@ -126,6 +169,11 @@ public final class Simulation {
                 qv_kick(pool.pointer, &s, 0.5 * dt)
             }
             time += integrator.timestep
+            if blowUpGuard != nil {
+                let kinetic = qv_check_state(pool.pointer, &s)
+                guard kinetic.isFinite else { throw EngineError.nonFinite(step: step) }
+                guard kinetic <= kineticBound else { throw EngineError.kineticEnergyJump(step: step, kinetic: kinetic, bound: kineticBound) }
+            }
         }
         if energy, let c = cached, c.step == step {
             let kinetic = kineticEnergy
@@ -210,6 +258,7 @@ public final class Simulation {
         }
         storage.setVelocities(velocities)
         cached = nil
+        resetReference()
     }
 
     /// Draws new Maxwell-Boltzmann velocities at `temperature` (K) for `particles`: each component
@@ -265,6 +314,69 @@ public final class Simulation {
         for field in forceFields { field.positionsReplaced() }
         interactions.positionsReplaced()
         try computeForces(energy: true)
+        resetReference()
+    }
+
+    /// Keeps the current state (positions, images, velocities, step, time) in memory as the last
+    /// good one, `rollback()`'s target, and makes its kinetic energy the blow-up reference. The
+    /// buffers are allocated on the first call; each call copies 36 bytes per atom.
+    public func checkpoint() throws {
+        if saved == nil { saved = try Checkpoint(count: count) }
+        guard let c = saved else { return }
+        let n = count
+        for (k, b) in [storage.x, storage.y, storage.z, storage.vx, storage.vy, storage.vz].enumerated() {
+            c.floats[k].pointer.update(from: b.pointer, count: n)
+        }
+        for (k, b) in [storage.imageX, storage.imageY, storage.imageZ].enumerated() {
+            c.ints[k].pointer.update(from: b.pointer, count: n)
+        }
+        c.step = step
+        c.time = time
+        c.kinetic = kineticEnergy
+        referenceKinetic = c.kinetic
+        updateKineticBound()
+    }
+
+    /// The step of the last `checkpoint()`; nil when none was taken.
+    public var checkpointStep: Int? { saved?.step }
+
+    /// Returns to the last `checkpoint()`: its positions, images, velocities, step and time (the
+    /// step counter goes back to it), and recomputes the forces (with the interactions active
+    /// now). Returns the step it went back to; nil (and nothing changes) when no checkpoint was taken.
+    @discardableResult
+    public func rollback() throws -> Int? {
+        guard let c = saved else { return nil }
+        let n = count
+        for (k, b) in [storage.x, storage.y, storage.z, storage.vx, storage.vy, storage.vz].enumerated() {
+            b.pointer.update(from: c.floats[k].pointer, count: n)
+        }
+        for (k, b) in [storage.imageX, storage.imageY, storage.imageZ].enumerated() {
+            b.pointer.update(from: c.ints[k].pointer, count: n)
+        }
+        step = c.step
+        time = c.time
+        cached = nil
+        for field in forceFields { field.positionsReplaced() }
+        interactions.positionsReplaced()
+        try computeForces(energy: true)
+        referenceKinetic = c.kinetic
+        updateKineticBound()
+        return c.step
+    }
+
+    private func resetReference() {
+        referenceKinetic = kineticEnergy
+        updateKineticBound()
+    }
+
+    /// kineticFactor x max(reference, equipartition at the thermostat's and the floor temperature).
+    private func updateKineticBound() {
+        guard let g = blowUpGuard else { kineticBound = .infinity; return }
+        var thermostat = 0.0
+        if case .langevin(_, let t, _) = integrator { thermostat = t }
+        let equipartition = 0.5 * Double(degreesOfFreedom) * Units.boltzmann * max(thermostat, g.floorTemperature)
+        let reference = referenceKinetic.isFinite ? max(referenceKinetic, equipartition) : equipartition
+        kineticBound = g.kineticFactor * reference
     }
 
     /// Changes the integrator (timestep, thermostat) between steps.
@@ -273,6 +385,7 @@ public final class Simulation {
         self.integrator = integrator
         updateThermostat()
         cached = nil
+        updateKineticBound()
     }
 
     private func updateThermostat() {

@@ -13,6 +13,10 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable, Cod
     case time
     case paused
     case atoms
+    /// How many times the dynamics blew up in this run (the engine rolled back and paused).
+    case blowUps = "blow_ups"
+    /// What happened at the last blow-up (a sentence), null when none.
+    case blowUp = "blow_up"
 
     /// Catalogue order.
     public static func < (a: Parameter, b: Parameter) -> Bool {
@@ -31,15 +35,18 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable, Cod
         case .frameInterval: return .closed(1, 1_000_000)
         case .maxStepsPerSecond: return .closed(0, 1e9)
         case .maxFramesPerSecond: return .closed(0, 1e4)
-        case .step, .time, .paused, .atoms: return nil
+        case .step, .time, .paused, .atoms, .blowUps, .blowUp: return nil
         }
     }
 
     /// Whether the value is a whole number.
-    public var isInteger: Bool { self == .frameInterval || self == .step || self == .atoms }
+    public var isInteger: Bool { self == .frameInterval || self == .step || self == .atoms || self == .blowUps }
 
     /// Whether the value is true or false (`paused`), not a number.
     public var isBoolean: Bool { self == .paused }
+
+    /// Whether the value is a string (`blow_up`), not a number.
+    public var isText: Bool { self == .blowUp }
 
     /// Whether it needs a thermostat (a velocity-Verlet run has none: `get` reports it as
     /// unavailable and `set` is refused).
@@ -53,7 +60,7 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable, Cod
         case .frameInterval: return "steps"
         case .maxStepsPerSecond: return "steps/s"
         case .maxFramesPerSecond: return "frames/s"
-        case .step, .paused, .atoms: return ""
+        case .step, .paused, .atoms, .blowUps, .blowUp: return ""
         }
     }
 
@@ -69,6 +76,8 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable, Cod
         case .time: return "current simulation time (read-only)"
         case .paused: return "whether the dynamics is paused (read-only; use play/pause)"
         case .atoms: return "number of atoms (read-only)"
+        case .blowUps: return "times the dynamics blew up in this run and was rolled back and paused (read-only)"
+        case .blowUp: return "what happened at the last blow-up, null when none (read-only)"
         }
     }
 }
@@ -77,6 +86,8 @@ public enum Parameter: String, Sendable, CaseIterable, Hashable, Comparable, Cod
 public enum ParameterValue: Sendable, Equatable, Codable {
     case number(Double)
     case bool(Bool)
+    /// A sentence (`blow_up`).
+    case text(String)
     /// The run does not have it (`temperature` and `friction` without a thermostat): JSON null.
     case unavailable
 }

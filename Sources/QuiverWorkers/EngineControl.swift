@@ -29,9 +29,16 @@ public final class EngineControl {
         var work = 0.0
         /// Run parameters of the dynamics changed by clients (re-applied after a restart).
         var parameters: [String: Double] = [:]
+        /// Blow-ups in this run (`blow_ups`), and what happened at the last one (`blow_up`).
+        var blowUps = 0
+        var lastBlowUp: String?
+        /// CLOCK_MONOTONIC nanoseconds when the current engine, a respawn, resumed; nil for the
+        /// first engine. The respawn rule reads it (`restoreFromSegment`).
+        var resumedAt: UInt64?
 
         enum CodingKeys: String, CodingKey {
             case paused, work, parameters, interactions
+            case blowUps = "blow_ups", lastBlowUp = "last_blow_up", resumedAt = "resumed_at"
             case pauseAtStep = "pause_at_step", frameInterval = "frame_interval"
             case maxStepsPerSecond = "max_steps_per_second", maxFramesPerSecond = "max_frames_per_second"
         }
@@ -43,7 +50,18 @@ public final class EngineControl {
         var owner: String
         /// CLOCK_MONOTONIC nanoseconds after which it ends unless renewed.
         var deadline: UInt64
+        /// The step its current parameters were applied at (the last `interaction.set`).
+        var appliedStep: Int
+
+        enum CodingKeys: String, CodingKey {
+            case request, owner, deadline
+            case appliedStep = "applied_step"
+        }
     }
+
+    /// A respawned engine that finds the previous engine was itself a respawn that resumed less
+    /// than this many seconds ago (two abnormal ends in a row) drops every interaction.
+    public static let crashLoopWindow = 10.0
 
     /// Most interactions active at once.
     public static let maxInteractions = 64
@@ -83,19 +101,71 @@ public final class EngineControl {
     // MARK: persistence
 
     /// Continues from the segment's engine blob, if a previous engine left one. Returns whether it did.
+    ///
+    /// `resumedAtStep`: this engine is a respawn that continues from the snapshot of that step (the
+    /// previous engine ended abnormally). The respawn rule (docs/operations.md, "Blow-ups") then
+    /// drops the interactions that may have ended it, so a respawn never loops on them: every
+    /// interaction whose last `interaction.set` was applied at or after that step (the engine never
+    /// wrote a snapshot after stepping with it), and every interaction when the previous engine was
+    /// itself a respawn that had resumed less than `crashLoopWindow` seconds before (it died again
+    /// soon). Interactions applied before the snapshot's step are kept, with their leases. Dropped ones are logged and reported like a blow-up (`blow_ups`, `blow_up`).
     @discardableResult
-    public func restoreFromSegment() -> Bool {
+    public func restoreFromSegment(resumedAtStep: Int? = nil) -> Bool {
         guard let bytes = try? segment?.blobs.read(.engine), let saved = try? JSONDecoder().decode(State.self, from: Data(bytes)) else { return false }
         state = saved
         for (name, value) in saved.parameters { try? dynamics.setParameter(name, to: value) }
+        let now = SystemClock.monotonicNanoseconds
+        let crashLoop = resumedAtStep != nil && saved.resumedAt.map { now &- $0 < UInt64(Self.crashLoopWindow * 1e9) } == true
         var kept: [Active] = []
+        var dropped: [String] = []
         for a in saved.interactions {
             guard let forces = dynamics.interactiveForces, (try? a.request.validate(atomCount: dynamics.atomCount)) != nil else { continue }
+            if let resumed = resumedAtStep, crashLoop || a.appliedStep >= resumed {
+                let why = crashLoop ? "the previous engine was a respawn too and ended abnormally within \(Int(Self.crashLoopWindow)) s"
+                                    : "set at step \(a.appliedStep), after the snapshot of step \(resumed) this engine resumed from"
+                logger.warning("interaction '\(a.request.id)' of \(a.owner) dropped on respawn: \(why); it may be what ended the previous engine",
+                               metadata: ["interaction.id": "\(a.request.id)", "interaction.owner": "\(a.owner)", "interaction.end": "dropped on respawn"])
+                dropped.append("'\(a.request.id)' of \(a.owner)")
+                continue
+            }
             if (try? forces.set(a.request.interaction)) != nil { kept.append(a) }
         }
         state.interactions = kept
         dynamics.interactiveForces?.work = saved.work
+        if let resumed = resumedAtStep {
+            state.resumedAt = now
+            if !dropped.isEmpty {
+                state.blowUps += 1
+                state.lastBlowUp = (crashLoop ? "the engine ended abnormally twice in a row; " : "the engine ended abnormally with interactions it had not stepped with up to a snapshot; ")
+                    + "respawned from step \(resumed) without \(dropped.joined(separator: ", "))"
+            }
+            dirty = true
+            persistIfNeeded()
+        }
         return true
+    }
+
+    /// The dynamics blew up (`error`, `EngineError.isBlowUp`) and went back to the step
+    /// `rolledBackTo` (nil: it could not): pauses, ends every interaction (they may be the
+    /// cause), counts it and keeps what happened for `get` (`blow_ups`, `blow_up`), saves the
+    /// control state at once (so no respawn brings the interactions back) and logs it. Returns
+    /// the sentence clients read.
+    @discardableResult
+    public func blewUp(_ error: EngineError, rolledBackTo: Int?) -> String {
+        let interactions = state.interactions.map { "'\($0.request.id)' of \($0.owner)" }
+        endAll(reason: "the dynamics blew up")
+        state.paused = true
+        state.pauseAtStep = nil
+        state.blowUps += 1
+        var text = error.description
+        text += rolledBackTo.map { "; rolled back to step \($0)" } ?? "; not rolled back (\(dynamics.name) cannot)"
+        text += ", paused"
+        text += interactions.isEmpty ? "" : ", ended interactions \(interactions.joined(separator: ", "))"
+        state.lastBlowUp = text
+        dirty = true
+        persistIfNeeded()
+        logger.error("the dynamics blew up: \(text)", metadata: ["blow_up.count": "\(state.blowUps)"])
+        return text
     }
 
     /// Takes over the run settings of the control of a previous dynamics (an embedding session's
@@ -112,6 +182,9 @@ public final class EngineControl {
         dirty = true
         persistIfNeeded()
     }
+
+    /// The number of active interactions.
+    public var activeInteractions: Int { state.interactions.count }
 
     /// Ends every interaction (their `reset_velocities` applied). Returns how many.
     @discardableResult
@@ -247,12 +320,13 @@ public final class EngineControl {
                 try forces.set(request.interaction)
                 state.interactions[k].request = request
                 state.interactions[k].deadline = deadline
+                state.interactions[k].appliedStep = step
             } else {
                 guard state.interactions.count < Self.maxInteractions else {
                     throw EngineError.invalidParameter("\(Self.maxInteractions) interactions are active already")
                 }
                 try forces.set(request.interaction)
-                state.interactions.append(Active(request: request, owner: client, deadline: deadline))
+                state.interactions.append(Active(request: request, owner: client, deadline: deadline, appliedStep: step))
             }
             dirty = true
             return .interaction(id: request.id, active: state.interactions.count)
@@ -306,6 +380,8 @@ public final class EngineControl {
             case .time: return .number(dynamics.time)
             case .paused: return .bool(state.paused)
             case .atoms: return .number(Double(dynamics.atomCount))
+            case .blowUps: return .number(Double(state.blowUps))
+            case .blowUp: return state.lastBlowUp.map(ParameterValue.text) ?? .unavailable
             case .temperature, .friction, .timestep: return own[p.rawValue].map(ParameterValue.number)
             }
         }

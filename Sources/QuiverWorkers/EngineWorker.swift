@@ -59,7 +59,9 @@ public struct EngineWorker: Worker {
         let control = EngineControl(dynamics: sim, segment: segment, frameInterval: c.frameInterval, initial: initial,
                                     postedFD: context.event(.commandsPosted), doneFD: context.event(.commandsDone))
         control.logger = context.logger
-        let restoredControl = control.restoreFromSegment()
+        // A respawn (it resumed from a snapshot): the respawn rule drops the interactions that may
+        // have ended the previous engine (EngineControl.restoreFromSegment).
+        let restoredControl = control.restoreFromSegment(resumedAtStep: resumedFrom == nil ? nil : sim.step)
         let reporter = ProgressReporter(dynamics: sim, totalSteps: c.steps, reportEvery: c.reportEvery)
         if let resumedFrom {
             reporter.line("engine resumed from step \(sim.step) (snapshot of pid \(resumedFrom))\(restoredControl ? (control.paused ? ", paused" : "") + ", \(control.state.interactions.count) interactions" : "")")
@@ -118,10 +120,14 @@ public final class EngineLoop {
     static var now: UInt64 { SystemClock.monotonicNanoseconds }
 
     /// Runs until `stop()` or `totalSteps`; returns true when the steps were reached.
+    ///
+    /// A blow-up (`advance` throws an `EngineError` with `isBlowUp`: non-finite values or a
+    /// kinetic-energy jump, found within the step) does not end the loop: `recover(from:)`.
     public func run(totalSteps: Int?, stop: () -> Bool) throws -> Bool {
         var lastSnapshot = Self.now
         var notBefore: UInt64 = 0
         var stepClock: UInt64 = 0
+        if !checkpointed { try checkpoint() }
         while !stop() {
             control.processCommands()
             control.expireLeases()
@@ -129,7 +135,11 @@ public final class EngineLoop {
             if remaining <= 0 { return true }
             let t = Self.now
             if control.paused || t < notBefore {
-                if control.paused && (dynamics.step > lastPublishedStep || control.positionsChanged) { try publishFrame() }
+                // A rolled-back state is published (positionsChanged) unless clients already saw a
+                // later step (a respawn catching up): frames never go back.
+                if control.paused && (dynamics.step > lastPublishedStep || (control.positionsChanged && dynamics.step >= lastPublishedStep)) {
+                    try guarded { try publishFrame() }
+                }
                 housekeeping(&lastSnapshot)
                 control.wait(seconds: control.paused ? 0.05 : min(0.05, Double(notBefore - t) / 1e9))
                 continue
@@ -137,7 +147,11 @@ public final class EngineLoop {
             dynamics.applyInteractionChanges()
             let interval = control.frameInterval
             let boundary = (dynamics.step + 1) % interval == 0 || dynamics.step + 1 == totalSteps
-            try dynamics.advance(steps: 1, energy: boundary)
+            let stepped = try guarded { try dynamics.advance(steps: 1, energy: boundary) }
+            guard stepped else {
+                housekeeping(&lastSnapshot)
+                continue
+            }
             let pausedNow = control.afterStep()
             let after = Self.now
             if control.maxStepsPerSecond > 0 {
@@ -146,12 +160,55 @@ public final class EngineLoop {
                 notBefore = stepClock
             }
             if (boundary || pausedNow) && dynamics.step > lastPublishedStep {
-                try publishFrame()
+                try guarded { try publishFrame() }
                 if control.maxFramesPerSecond > 0 { notBefore = max(notBefore, after + UInt64(1e9 / control.maxFramesPerSecond)) }
             }
             housekeeping(&lastSnapshot)
         }
         return false
+    }
+
+    @discardableResult
+    /// Runs `body`; a blow-up it throws is recovered from (`recover(from:)`) and false returned.
+    /// Other errors end the loop.
+    private func guarded(_ body: () throws -> Void) throws -> Bool {
+        do {
+            try body()
+            return true
+        } catch let error as EngineError where error.isBlowUp {
+            try recover(from: error)
+            return false
+        }
+    }
+
+    /// Whether the loop has a last good state to roll back to.
+    private(set) var checkpointed = false
+
+    /// Keeps the current state as the last good one (`Dynamics.checkpoint`): done at every
+    /// published frame, whose state passed the step's check.
+    public func checkpoint() throws {
+        try dynamics.checkpoint()
+        checkpointed = true
+    }
+
+    /// The dynamics blew up within a step: rolls back to the last good state (the last published
+    /// frame's), pauses, ends every interaction (EngineControl.blewUp), takes their forces out,
+    /// publishes the rolled-back state (a new frame at the same step) and writes a snapshot of it
+    /// at once, so a respawn continues from there and not from the blown-up run. Nothing
+    /// non-finite is published. Throws only when the rollback itself fails.
+    public func recover(from error: EngineError) throws {
+        let back = try dynamics.rollback()
+        let text = control.blewUp(error, rolledBackTo: back)
+        dynamics.applyInteractionChanges()
+        reporter?.line("blow-up: \(text)")
+        if back != nil {
+            control.positionsChanged = true
+            try? snapshot()
+        } else {
+            // Nothing to go back to: the blown-up state is never published.
+            lastPublishedStep = max(lastPublishedStep, dynamics.step)
+            control.positionsChanged = false
+        }
     }
 
     private func housekeeping(_ lastSnapshot: inout UInt64) {
@@ -181,8 +238,16 @@ public final class EngineLoop {
 
     /// Publishes the current positions, energies and interactive forces as the next frame,
     /// straight from the dynamics' buffers.
+    ///
+    /// The last line of defence against a blow-up the step did not catch (a `Dynamics` of your
+    /// own): positions or energies that are not finite are never published; it throws
+    /// `EngineError.nonFinite` instead (the loop recovers from it). Takes a checkpoint of the
+    /// published state (the state a blow-up rolls back to).
     public func publishFrame() throws {
         let e = try dynamics.energies()
+        let finite = e.potential.isFinite && e.kinetic.isFinite && e.temperature.isFinite
+            && dynamics.withPositions { x, y, z in FiniteCheck.all(x, y, z) }
+        guard finite else { throw EngineError.nonFinite(step: dynamics.step) }
         let forces = dynamics.interactiveForces
         var user = SparseForces()
         if let forces {
@@ -199,6 +264,7 @@ public final class EngineLoop {
         lastPublishedStep = dynamics.step
         control.positionsChanged = false
         if let frameFD { var one: UInt64 = 1; _ = Glibc.write(frameFD, &one, 8) }
+        try checkpoint()
     }
 }
 

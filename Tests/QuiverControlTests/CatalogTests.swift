@@ -61,7 +61,7 @@ struct CatalogTests {
         #expect(try parse("get") == .engine(.get(names: nil)))
         #expect(try parse("get", ["names": ["time", "temperature", "time", "paused"]]) == .engine(.get(names: [.time, .temperature, .paused])))
         invalid("get", ["names": ["temprature"]],
-                "get: argument 'names' has unknown parameter 'temprature'; parameters: temperature, friction, timestep, frame_interval, max_steps_per_second, max_frames_per_second, step, time, paused, atoms")
+                "get: argument 'names' has unknown parameter 'temprature'; parameters: temperature, friction, timestep, frame_interval, max_steps_per_second, max_frames_per_second, step, time, paused, atoms, blow_ups, blow_up")
         invalid("get", ["names": []], "get: argument 'names' must not be empty (leave it out for every parameter)")
         invalid("get", ["names": "time"], "get: argument 'names' must be a [string], got \"time\"")
         invalid("get", ["names": ["time", 3]], "get: argument 'names' element 1 must be a string, got 3")
@@ -209,10 +209,12 @@ struct CatalogTests {
                                            "minimum": 1, "exclusive_minimum": false, "maximum": 1_000_000_000, "exclusive_maximum": false,
                                            "summary": "steps to take"])
         let parameters = try #require(json["parameters"]?.arrayValue)
-        #expect(parameters.count == 10)
+        #expect(parameters.count == 12)
         #expect(parameters[0] == ["name": "temperature", "type": "number", "unit": "K", "writable": true, "summary": "thermostat temperature",
                                   "minimum": 0, "exclusive_minimum": true, "maximum": 100_000, "exclusive_maximum": false])
         #expect(parameters.last?["writable"] == false)
+        #expect(parameters.last == ["name": "blow_up", "type": "string", "unit": "", "writable": false,
+                                    "summary": "what happened at the last blow-up, null when none (read-only)"])
         // Every command of the catalogue parses with its required arguments given.
         for spec in CommandCatalog.commands where spec.arguments.allSatisfy({ !$0.required }) {
             #expect(throws: Never.self) { try parse(spec.name) }

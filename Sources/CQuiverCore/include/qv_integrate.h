@@ -17,6 +17,14 @@ void qv_drift(qv_pool *pool, const qv_state *s, float dt_drift);
 void qv_langevin_o(qv_pool *pool, const qv_state *s, float c1, const float *sigma_v, uint64_t seed, uint64_t step);
 /* Kinetic energy 0.5 sum m v^2, accumulated in double. */
 double qv_kinetic_energy(const qv_state *s);
+/* The per-step blow-up check: one pass, split across the pool, over positions and velocities
+ * (after a step's last half-kick a non-finite force shows in the velocities). Returns the kinetic
+ * energy 0.5 sum m v^2 (m v^2 in float, summed in double in any order: for the check only, not the
+ * kinetic energy the engine reports), or NaN when any position or velocity component is NaN or
+ * infinite. */
+double qv_check_state(qv_pool *pool, const qv_state *s);
+/* 1 when all n values of each of the three arrays are finite, else 0 (vectorised, no branch per value). */
+int qv_all_finite3(const float *x, const float *y, const float *z, int64_t n);
 /* Total momentum sum m v, accumulated in double. */
 void qv_momentum(const qv_state *s, double out[3]);
 /* Three standard normal deviates for (seed, stream, index): the generator the engine uses. */
