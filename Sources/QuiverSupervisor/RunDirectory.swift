@@ -26,7 +26,7 @@ public enum SupervisorError: Error, Equatable, CustomStringConvertible {
         case .runDirectoryInUse(let path, let pid): return "run directory \(path) is in use by a running server (pid \(pid)); stop it first or use another directory"
         case .system(let op, let path, let e): return "\(op) \(path): \(String(cString: strerror(e)))"
         case .workerFailed(let role, let restarts, let last):
-            return "worker '\(role)' failed \(restarts + 1) times (last: \(last)); the run stopped"
+            return "worker '\(role)' \(restarts == 0 ? "failed" : "failed \(restarts + 1) times") (last: \(last)); the run stopped"
         case .runDirectoryNotOwned(let path, let owner):
             return "run directory \(path) belongs to uid \(owner), not to this user (uid \(getuid())); use a directory of your own"
         case .spawnFailed(let role, let e): return "could not start worker '\(role)': \(String(cString: strerror(e)))"

@@ -250,7 +250,9 @@ public final class Supervisor {
                 w.state = "failed"
                 segment.workers[w.index].state = .failed
                 let inARow = w.lifecycle.failuresInARow
-                logger.error("worker \(w.spec.role) \(exit); \(inARow > policy.maxRestarts ? "\(inARow) failures in a row" : "\(policy.maxRestartsInWindow) restarts within \(Int(policy.window)) s"), giving up",
+                let why = exit.isFatal ? "it reported a failure a restart cannot fix"
+                    : inARow > policy.maxRestarts ? "\(inARow) failures in a row" : "\(policy.maxRestartsInWindow) restarts within \(Int(policy.window)) s"
+                logger.error("worker \(w.spec.role) \(exit); \(why), giving up",
                              metadata: ["worker.role": "\(w.spec.role)", "worker.exit": "\(exit)"])
                 saveEngineState()
                 failure = .workerFailed(role: w.spec.role, restarts: restarts, lastExit: "\(exit)")

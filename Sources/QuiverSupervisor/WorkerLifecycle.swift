@@ -1,3 +1,5 @@
+import QuiverModel
+
 /// How a worker process ended, from its wait status.
 public enum WorkerExit: Equatable, Sendable, CustomStringConvertible {
     case exited(code: Int32)
@@ -17,6 +19,7 @@ public enum WorkerExit: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .exited(let code) where code == WorkerExitStatus.fatal: return "exit status \(code) (a failure a restart cannot fix)"
         case .exited(let code): return "exit status \(code)"
         case .killed(let signal): return "killed by signal \(signal)\(Self.signalNames[signal].map { " (\($0))" } ?? "")"
         case .unknown: return "exit status 127"
@@ -24,6 +27,8 @@ public enum WorkerExit: Equatable, Sendable, CustomStringConvertible {
     }
 
     var isSuccess: Bool { self == .exited(code: 0) }
+    /// The worker said a restart cannot help (`WorkerExitStatus.fatal`).
+    public var isFatal: Bool { self == .exited(code: WorkerExitStatus.fatal) }
 }
 
 /// The supervisor's decisions about one worker, without processes: what to do when it exits
@@ -104,6 +109,7 @@ public struct WorkerLifecycle: Sendable, Equatable {
         lastExit = exit
         if stopping { return .stopped }
         if exitEndsRun && exit.isSuccess { return .finished }
+        if exit.isFatal { return .giveUp(restarts: restarts) }
         if let progress { observe(progress: progress, at: now) }
         if healthy(at: now) { failuresInARow = 0 }
         failuresInARow += 1

@@ -71,10 +71,17 @@ public struct EngineWorker: Worker {
         let loop = EngineLoop(dynamics: sim, segment: segment, control: control, status: status, reporter: reporter,
                               snapshotInterval: Self.snapshotInterval)
         loop.frameFD = context.event(.framePublished)
+        loop.endOnUnpulledBlowUp = c.steps != nil
         if resumedFrom == nil {
             try loop.snapshot()
             try loop.publishFrame()
             try reporter.report()
+            if context.fault == .blowUp {
+                // Tests only: two atoms 0.003 nm apart, so the first step's forces send them flying.
+                var x = sim.positions()
+                x[1] = x[0] + SIMD3(0.003, 0, 0)
+                try sim.setPositions(x)
+            }
         }
         context.ready()
         status.advance()
@@ -100,6 +107,11 @@ public final class EngineLoop {
     private(set) var lastPublishedStep: Int
     /// An eventfd written after every published frame (wakes the broadcaster); nil: none.
     public var frameFD: Int32?
+    /// A run with a step limit (a batch run): a blow-up with no interaction active is the system's
+    /// own, and rolling back would only meet it again, with nobody there to press play. The loop
+    /// then throws `BatchBlowUp` once the rolled-back state is in the snapshot. Otherwise (the
+    /// default) it pauses.
+    public var endOnUnpulledBlowUp = false
     /// Seconds the last snapshot took: snapshots are at least 20 times that apart.
     private var snapshotCost = 0.0
 
@@ -197,6 +209,7 @@ public final class EngineLoop {
     /// at once, so a respawn continues from there and not from the blown-up run. Nothing
     /// non-finite is published. Throws only when the rollback itself fails.
     public func recover(from error: EngineError) throws {
+        let pulled = control.activeInteractions > 0
         let back = try dynamics.rollback()
         let text = control.blewUp(error, rolledBackTo: back)
         dynamics.applyInteractionChanges()
@@ -209,6 +222,7 @@ public final class EngineLoop {
             lastPublishedStep = max(lastPublishedStep, dynamics.step)
             control.positionsChanged = false
         }
+        if endOnUnpulledBlowUp && !pulled { throw BatchBlowUp(detail: text, step: dynamics.step) }
     }
 
     private func housekeeping(_ lastSnapshot: inout UInt64) {
@@ -265,6 +279,17 @@ public final class EngineLoop {
         control.positionsChanged = false
         if let frameFD { var one: UInt64 = 1; _ = Glibc.write(frameFD, &one, 8) }
         try checkpoint()
+    }
+}
+
+/// A batch run's dynamics blew up with no interaction active (`EngineLoop.endOnUnpulledBlowUp`):
+/// the engine exits with `WorkerExitStatus.fatal`, and the supervisor stops the run with the
+/// rolled-back state saved in engine-state.bin.
+public struct BatchBlowUp: FatalWorkerError, CustomStringConvertible {
+    public let detail: String
+    public let step: Int
+    public var description: String {
+        "the dynamics blew up with no interaction active in a run with a step limit: \(detail); the run stops, its state at step \(step) kept for a resume"
     }
 }
 

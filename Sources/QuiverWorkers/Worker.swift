@@ -2,6 +2,7 @@ import CQuiverOS
 import Foundation
 import QuiverConfig
 import QuiverLog
+import QuiverModel
 import QuiverSharedMemory
 import QuiverZMQ
 
@@ -314,7 +315,14 @@ public enum WorkerProcess {
         while done.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
             if qv_signal_stop_requested() != 0 { task.cancel() }
         }
-        if let error = outcome.error { throw error }
+        if let error = outcome.error {
+            if error is any FatalWorkerError {
+                context.logger.critical("\(error)")
+                FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+                Foundation.exit(WorkerExitStatus.fatal)
+            }
+            throw error
+        }
         context.exited()
     }
 
@@ -329,6 +337,11 @@ public enum WorkerProcess {
         }
     }
 }
+
+/// An error after which restarting the worker cannot help: the process exits with
+/// `WorkerExitStatus.fatal` and the supervisor stops the run (saving the engine's state) instead of
+/// restarting it.
+public protocol FatalWorkerError: Error {}
 
 /// A value made on one task and used only by another from then on.
 private final class Handoff<Value>: @unchecked Sendable {

@@ -42,6 +42,28 @@ extension TestServer {
 
 @Suite("Blow-ups end to end (issue 12, promise 15): a pull that blows the dynamics up is rolled back and paused; a respawn never re-applies what may have killed its engine", .serialized)
 struct BlowUpEndToEndTests {
+    @Test("a blow-up with no interaction: an interactive run pauses and stays up; a run with --steps stops at once (exit 1, no restart) with the rolled-back state in engine-state.bin", .timeLimit(.minutes(2)))
+    func unpulledBlowUp() throws {
+        let interactive = try TestServer(["--frame-interval", "5"], environment: ["QUIVER_FAULT": "engine:blow-up"])
+        let client = try interactive.commandClient()
+        #expect(try eventually(within: 15) { try interactive.blowUpState(client)?.count == 1 })
+        let state = try #require(try interactive.blowUpState(client))
+        #expect(state.paused && state.text?.contains("rolled back to step 0") == true, "\(state)")
+        let restarts = try interactive.engine().restarts
+        #expect(interactive.process.isRunning && restarts == 0)
+        _ = try ControlClient.send("stop", runDirectory: interactive.directory.path)
+        #expect(interactive.waitForExit(within: 10))
+
+        let batch = try TestServer(["--frame-interval", "5", "--steps", "100000"], environment: ["QUIVER_FAULT": "engine:blow-up"], waitForConnection: false)
+        #expect(batch.waitForExit(within: 30))
+        #expect(batch.process.terminationStatus == 1)
+        let log = batch.err.finish()
+        #expect(log.contains("blew up with no interaction active in a run with a step limit"), "\(log)")
+        #expect(log.contains("a restart cannot fix") && !log.contains("restarting in"), "\(log)")
+        let saved = try EngineStateFile.read(batch.directory.path + "/" + EngineStateFile.fileName)
+        #expect(saved.step == 0 && saved.x.allSatisfy(\.isFinite))
+    }
+
     @Test("the absurd pull (spring, scale 1e30, default max_force, atoms 0-9): the run stays up, no non-finite frame, paused at the rolled-back step with the reason in get, interactions ended, a respawn keeps it so, play continues from there")
     func absurdPull() throws {
         let server = try TestServer(["--codec", "raw", "--frame-interval", "5"])

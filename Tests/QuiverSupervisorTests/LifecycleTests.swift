@@ -1,5 +1,6 @@
 import Foundation
 import QuiverLog
+import QuiverModel
 import QuiverSupervisor
 import Testing
 
@@ -106,6 +107,16 @@ struct LifecycleTests {
         #expect(WorkerExit(waitStatus: 3 << 8) == .exited(code: 3))
         #expect(WorkerExit(waitStatus: 9) == .killed(signal: 9))
         #expect("\(WorkerExit.unknown)" == "exit status 127")
+    }
+
+    @Test("a fatal exit (status 65: a restart cannot fix it) gives up at once, essential worker or not")
+    func fatalExit() {
+        var engine = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, essential: true, watchdog: nil)
+        #expect(engine.exited(.exited(code: WorkerExitStatus.fatal), at: 0, stopping: false) == .giveUp(restarts: 0))
+        var heartbeat = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
+        #expect(heartbeat.exited(.killed(signal: 9), at: 0, stopping: false) == .restart(delay: 0.1, restarts: 1))
+        #expect(heartbeat.exited(.exited(code: WorkerExitStatus.fatal), at: 1, stopping: false) == .giveUp(restarts: 1))
+        #expect("\(WorkerExit.exited(code: WorkerExitStatus.fatal))".contains("a restart cannot fix"))
     }
 
     @Test("the watchdog kills once per stall: progress resets it, no progress past the limit fires, and the clock starts again")

@@ -90,6 +90,36 @@ struct EngineLoopBlowUpTests {
         }
     }
 
+    @Test("a run with a step limit whose dynamics blow up with no interaction active: rolled back, the snapshot holds the rolled-back state, and the loop ends with BatchBlowUp", .timeLimit(.minutes(1)))
+    func batchBlowUp() throws {
+        let temporary = try TemporarySegment(atoms: 108)
+        let segment = temporary.segment
+        do {
+            let sim = try EngineControlTests.argon()
+            let c = EngineControlTests.control(sim, segment: segment, frameInterval: 5, lines: Lines())
+            let loop = EngineLoop(dynamics: sim, segment: segment, control: c, status: nil, reporter: nil, snapshotInterval: nil, publishedStep: -1)
+            loop.endOnUnpulledBlowUp = true
+            try loop.publishFrame()
+            #expect(try loop.run(totalSteps: 10) { false })
+            // Two atoms 0.003 nm apart: the next step sends them flying.
+            var x = sim.positions()
+            x[1] = x[0] + SIMD3(0.003, 0, 0)
+            try sim.setPositions(x)
+            #expect(throws: BatchBlowUp.self) { try loop.run(totalSteps: 1000) { false } }
+            #expect(sim.step == 10 && sim.positions().allSatisfy { $0.x.isFinite && $0.y.isFinite && $0.z.isFinite })
+            let snap = try #require(try segment.snapshots.read())
+            #expect(snap.step == 10 && snap.x.allSatisfy(\.isFinite))
+            // With an interaction active the same blow-up pauses instead (a person pulled).
+            let loop2 = EngineLoop(dynamics: sim, segment: segment, control: c, status: nil, reporter: nil, snapshotInterval: nil, publishedStep: 10)
+            loop2.endOnUnpulledBlowUp = true
+            let pull = InteractionRequest(Interaction(id: "a", kind: .spring, position: SIMD3(0.5, 0.5, 0.5), particles: Array(0..<10), scale: 1e30))
+            #expect(c.apply(.play, client: "x").refusal == nil)
+            #expect(c.apply(.interactionSet(pull), client: "puller").refusal == nil)
+            _ = try loop2.run(totalSteps: 1000) { c.paused }
+            #expect(c.paused && c.activeInteractions == 0)
+        }
+    }
+
     @Test("a dynamics whose positions turn NaN without throwing: the frame is refused, the loop pauses, nothing non-finite is published", .timeLimit(.minutes(1)))
     func lastLineOfDefence() throws {
         let temporary = try TemporarySegment(atoms: 4)
