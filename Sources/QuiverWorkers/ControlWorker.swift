@@ -109,19 +109,22 @@ public final class ControlWorker: Worker {
         router = try zmq.socket(.router, options: ControlDefaults.serverSocketOptions)
         defer { router.close() }
         try router.bind(try context.listener(.control))
-        publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + [.xpubVerbose(true)])
+        publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + SubscriberGuard.publisherOptions)
         defer { publisher.close() }
+        // Bounded memory whoever subscribes (no key is needed to); started before the bind.
+        let subscribers = try SubscriberGuard(socket: publisher)
+        defer { subscribers.close() }
         try publisher.bind(try context.listener(.state))
         context.ready()
 
         var lastHousekeeping = 0.0
         var lastPublish = 0.0
         while !context.stopRequested {
-            var items: [ZMQPollItem] = [.socket(router), .socket(publisher)]
+            var items: [ZMQPollItem] = [.socket(router)] + subscribers.pollItems
             if let fd = doneFD { items.append(.fileDescriptor(fd)) }
             let timeout = (pending.isEmpty && waiting.isEmpty) || doneFD != nil ? 20 : 1
             let ready = try ZMQ.poll(items, timeout: .milliseconds(timeout))
-            if ready.count > 2 && ready[2].contains(.readable), let fd = doneFD {
+            if ready.count > 3 && ready[3].contains(.readable), let fd = doneFD {
                 var value: UInt64 = 0
                 _ = read(fd, &value, 8)
             }
@@ -132,10 +135,9 @@ public final class ControlWorker: Worker {
                     handled += 1
                 }
             }
-            if ready[1].contains(.readable) {
-                var greet = false
-                while let message = try publisher.tryReceive() { if message.first == 1 { greet = true } }
-                if greet { _ = try publisher.trySendMultipart(StateMessage.snapshot(store.snapshot()).frames(now: Self.now)) }
+            // Each subscription is greeted with a snapshot (to every `state` subscriber).
+            if try subscribers.handleInput() {
+                _ = try publisher.trySendMultipart(StateMessage.snapshot(store.snapshot()).frames(now: Self.now))
             }
             collectResults()
             let t = Self.now
