@@ -34,10 +34,10 @@ public final class SubscriberGuard {
     private var finalTrimAt: UInt64?
     private var message = ZMQMessage()
 
-    /// Options an XPUB needs for this guard (after the project defaults): the inbound size bound
-    /// and ZMQ_XPUB_VERBOSE, so every subscription is seen.
-    /// The receive high-water mark keeps what libzmq takes from one connection at a time (into its
-    /// trie, before this guard sees any of it) to about one connection's allowance.
+    /// Options an XPUB needs for this guard (after the project defaults): the inbound size bound;
+    /// a receive high-water mark of one connection's allowance, which keeps what libzmq takes from a
+    /// connection at a time (into its trie, before this guard sees any of it) near that; and
+    /// ZMQ_XPUB_VERBOSE, so every subscription is seen.
     public static let publisherOptions: [ZMQSocketOption] = [
         .maxMessageSize(ZMQDefaults.publisherMaxInbound),
         .receiveHighWaterMark(ZMQDefaults.subscriptionsPerPeer),
