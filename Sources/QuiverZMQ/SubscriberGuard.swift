@@ -7,8 +7,9 @@ import Glibc
 ///   bytes (`publisherOptions`: ZMQ_MAXMSGSIZE; libzmq disconnects a peer that sends more before
 ///   it allocates anything), so a topic is at most 255 bytes;
 /// - a connection that subscribes more than `subscriptionsPerPeer` times is disconnected
-///   (`shutdown(2)` of its descriptor, which libzmq names on each message: ZMQ_SRCFD), so libzmq's
-///   subscription trie and `topics` hold at most that many topics per connection;
+///   (`shutdown(2)` of its descriptor, which libzmq names on each message: ZMQ_SRCFD). `topics`
+///   holds at most that many per connection; libzmq's trie holds what it took from the connection
+///   before the guard read the 33rd (it reads as they arrive), until the connection is gone;
 /// - when connections close, the memory libzmq and this process freed is handed back to the
 ///   system (`malloc_trim`, 0.3 s after a disconnect and again once none came for a second), so the
 ///   worker's resident size comes back.
@@ -35,9 +36,8 @@ public final class SubscriberGuard {
     private var message = ZMQMessage()
 
     /// Options an XPUB needs for this guard (after the project defaults): the inbound size bound;
-    /// a receive high-water mark of one connection's allowance, which keeps what libzmq takes from a
-    /// connection at a time (into its trie, before this guard sees any of it) near that; and
-    /// ZMQ_XPUB_VERBOSE, so every subscription is seen.
+    /// a receive high-water mark of one connection's allowance (subscribers send nothing else, so
+    /// little waits in a pipe); and ZMQ_XPUB_VERBOSE, so every subscription is seen.
     public static let publisherOptions: [ZMQSocketOption] = [
         .maxMessageSize(ZMQDefaults.publisherMaxInbound),
         .receiveHighWaterMark(ZMQDefaults.subscriptionsPerPeer),
