@@ -55,9 +55,11 @@ typedef struct qv_shm_snapshot {
     uint8_t reserved[48];            /*  80 .. 128 */
 } qv_shm_snapshot;
 
-/* One slot of the command ring: this header, then the reply (QV_SHM_COMMAND_REPLY bytes), then the
- * payload (command_slot_size - 64 - QV_SHM_COMMAND_REPLY bytes). The poster writes the payload and
- * length, then `posted` (release); the engine writes status, step, reply, then `done` (release). */
+/* One slot of the command ring: this header, then the reply area (QV_SHM_COMMAND_REPLY bytes), then
+ * the payload (command_slot_size - 64 - QV_SHM_COMMAND_REPLY bytes). The poster writes the payload and
+ * length, then `posted` (release); the engine writes status, step, reply, then `done` (release). A
+ * reply longer than the reply area is written after the payload (64-aligned), at `reply_offset`
+ * bytes from the end of this header; the payload stays intact. */
 typedef struct qv_shm_command {
     _Atomic uint64_t posted;         /*   0: sequence number of the command in this slot (0: never used) */
     _Atomic uint64_t done;           /*   8: == posted once the engine finished it */
@@ -68,7 +70,8 @@ typedef struct qv_shm_command {
     uint64_t done_unix_ns;           /*  40 */
     uint32_t reply_length;           /*  48 */
     int32_t engine_pid;              /*  52 */
-    uint8_t reserved[8];             /*  56 .. 64 */
+    uint32_t reply_offset;           /*  56: where the reply starts, from the end of this header (0: the reply area) */
+    uint8_t reserved[4];             /*  60 .. 64 */
 } qv_shm_command;
 
 /* A blob (a variable-length byte string one process keeps in the segment, such as the engine's

@@ -475,6 +475,25 @@ uint32_t qv_shm_command_capacity(const qv_shm_segment *seg) {
     return (uint32_t)(seg->layout.command_slot_size - sizeof(qv_shm_command) - QV_SHM_COMMAND_REPLY);
 }
 
+/* Bytes of a slot after its header. */
+static uint32_t command_body(const qv_shm_segment *seg) { return (uint32_t)(seg->layout.command_slot_size - sizeof(qv_shm_command)); }
+
+/* Where a reply of `reply_length` bytes goes in command `c`'s slot body, and how long one may be there. */
+static uint32_t command_reply_offset(const qv_shm_segment *seg, const qv_shm_command *c, uint32_t reply_length) {
+    if (reply_length <= QV_SHM_COMMAND_REPLY) return 0;
+    uint32_t length = c->length;
+    if (length > qv_shm_command_capacity(seg)) length = qv_shm_command_capacity(seg); /* scribbled: as if full */
+    const uint64_t offset = round_up((uint64_t)QV_SHM_COMMAND_REPLY + length, 64);
+    return offset >= command_body(seg) ? command_body(seg) : (uint32_t)offset;
+}
+
+uint32_t qv_shm_command_reply_capacity(const qv_shm_segment *seg, uint64_t seq) {
+    qv_shm_command *c = command_slot(seg, seq);
+    if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return QV_SHM_COMMAND_REPLY;
+    const uint32_t after = command_body(seg) - command_reply_offset(seg, c, QV_SHM_COMMAND_REPLY + 1u);
+    return after > QV_SHM_COMMAND_REPLY ? after : QV_SHM_COMMAND_REPLY;
+}
+
 uint64_t qv_shm_commands_posted(const qv_shm_segment *seg) {
     return atomic_load_explicit(&header_of(seg)->commands_posted, memory_order_acquire);
 }
@@ -495,6 +514,7 @@ int qv_shm_command_post(const qv_shm_segment *seg, const void *payload, uint32_t
     c->status = 0;
     c->applied_step = 0;
     c->reply_length = 0;
+    c->reply_offset = 0;
     c->engine_pid = 0;
     c->posted_unix_ns = now_unix_ns();
     c->done_unix_ns = 0;
@@ -520,11 +540,14 @@ void qv_shm_command_finish(const qv_shm_segment *seg, uint64_t seq, int32_t stat
     qv_shm_header *h = header_of(seg);
     qv_shm_command *c = command_slot(seg, seq);
     if (atomic_load_explicit(&c->posted, memory_order_acquire) == seq) {
-        if (reply_length > QV_SHM_COMMAND_REPLY) reply_length = QV_SHM_COMMAND_REPLY;
+        const uint32_t capacity = qv_shm_command_reply_capacity(seg, seq);
+        if (reply_length > capacity) reply_length = capacity;
+        const uint32_t offset = command_reply_offset(seg, c, reply_length);
         c->status = status;
         c->applied_step = applied_step;
         c->engine_pid = engine_pid;
-        if (reply_length > 0) memcpy(command_reply(c), reply, reply_length);
+        if (reply_length > 0) memcpy(command_reply(c) + offset, reply, reply_length);
+        c->reply_offset = offset;
         c->reply_length = reply_length;
         c->done_unix_ns = now_unix_ns();
         atomic_store_explicit(&c->done, seq, memory_order_release);
@@ -538,11 +561,12 @@ int qv_shm_command_result(const qv_shm_segment *seg, uint64_t seq, int32_t *stat
     qv_shm_command *c = command_slot(seg, seq);
     if (atomic_load_explicit(&c->posted, memory_order_acquire) != seq) return QV_SHM_READ_LAPPED;
     if (atomic_load_explicit(&c->done, memory_order_acquire) != seq) return QV_SHM_READ_BUSY;
-    const uint32_t n = c->reply_length;
-    if (n > QV_SHM_COMMAND_REPLY || n > reply_capacity) return QV_SHM_READ_CORRUPT;
+    const uint32_t n = c->reply_length, offset = c->reply_offset;
+    if (n > reply_capacity || offset > command_body(seg) || n > command_body(seg) - offset) return QV_SHM_READ_CORRUPT;
+    if (offset == 0 ? n > QV_SHM_COMMAND_REPLY : offset < QV_SHM_COMMAND_REPLY) return QV_SHM_READ_CORRUPT;
     *status = c->status;
     *applied_step = c->applied_step;
-    memcpy(reply, command_reply(c), n);
+    memcpy(reply, command_reply(c) + offset, n);
     *reply_length = n;
     /* the poster is the only one who reuses the slot, so it cannot change under us */
     return QV_SHM_READ_OK;

@@ -32,6 +32,16 @@ public enum ControlDefaults {
     /// its interactions, locks and non-persistent state are dropped (`ClientSessions`). The
     /// server's default; `[control] session_lease` sets it per run.
     public static let sessionLease: Double = 10
+    /// Commands for the engine the control worker holds while the engine's command ring is full
+    /// (posted in arrival order as the engine frees slots); beyond either bound a command is
+    /// answered `busy`, with nothing applied.
+    public static let engineQueueLength = 1024
+    /// ...and their encoded bytes together.
+    public static let engineQueueBytes = 8 << 20
+    /// Seconds a command for the engine waits (queued, then posted) before the control worker
+    /// answers: `busy` when it was still queued (dropped, never applied), `timeout` when the engine
+    /// had it and has not applied it yet (it will be, once the engine runs).
+    public static let engineTimeout: Double = 5
     /// Client reply timeout.
     public static let clientTimeout: Duration = .seconds(5)
 

@@ -28,6 +28,9 @@ public enum ControlErrorCode: String, Sendable, CaseIterable, Codable {
     case timeout
     /// The service cannot take the request now (overloaded, starting, stopping, a bounded table full).
     case unavailable
+    /// The engine's command queue is full, or the engine took no command for the command timeout:
+    /// the command was not applied and never will be, so sending it again is safe.
+    case busy
     /// A bug or an unexpected failure in the server.
     case `internal`
 

@@ -20,8 +20,17 @@ public struct CommandRing: Sendable {
 
     /// Payload bytes one command may carry.
     public var capacity: Int { Int(mapping.with { qv_shm_command_capacity($0) }) }
-    /// Bytes of a command's reply area (a longer reply is cut).
+    /// Bytes of a command slot's reply area. A longer reply goes after the command's payload, up to
+    /// `replyCapacity(for:)`.
     public static let replyCapacity = Int(QV_SHM_COMMAND_REPLY)
+    /// Bytes after a slot's header: the longest reply any command's slot can hold (one whose payload is empty).
+    public var slotBody: Int { capacity + Self.replyCapacity }
+
+    /// Engine side: the longest reply command `seq`'s slot holds (its reply area, or the rest of the
+    /// slot after its payload when that is more).
+    public func replyCapacity(for seq: UInt64) -> Int {
+        Int(mapping.with { qv_shm_command_reply_capacity($0, seq) })
+    }
     /// Commands posted so far (the newest has this sequence number).
     public var posted: UInt64 { mapping.with { qv_shm_commands_posted($0) } }
     /// Commands the engine finished, in order.
@@ -44,7 +53,7 @@ public struct CommandRing: Sendable {
     /// slot was reused (the result is gone), `.corrupt` when its reply length is beyond the slot.
     public func result(_ seq: UInt64) throws(ReadFailure) -> CommandResult? {
         var status: Int32 = 0, step: UInt64 = 0, length: UInt32 = 0
-        var reply = [UInt8](repeating: 0, count: Int(QV_SHM_COMMAND_REPLY))
+        var reply = [UInt8](repeating: 0, count: slotBody)
         let rc = reply.withUnsafeMutableBytes { buffer in
             mapping.with {
                 qv_shm_command_result($0, seq, &status, &step, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(buffer.count), &length)
@@ -68,7 +77,7 @@ public struct CommandRing: Sendable {
         return Array(payload.prefix(Int(length)))
     }
 
-    /// Engine side: the verdict and reply (at most 4 KiB, cut beyond) of command `seq`.
+    /// Engine side: the verdict and reply (at most `replyCapacity(for: seq)` bytes, cut beyond) of command `seq`.
     public func finish(_ seq: UInt64, status: Int32, appliedStep: UInt64, reply: [UInt8]) {
         reply.withUnsafeBytes { bytes in
             mapping.with {

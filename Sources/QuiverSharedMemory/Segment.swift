@@ -45,9 +45,10 @@ public struct SegmentLayout: Sendable, Equatable {
     public var workerCapacity: Int
     public var velocities: Bool
     public var forces: Bool
-    /// Command ring: slots, and bytes per slot (64-byte header + 4 KiB reply + payload).
+    /// Command ring: slots, and bytes per slot (64-byte header + 4 KiB reply area + payload; a
+    /// longer reply goes after the payload: 128 KiB holds `interaction.list` at its maximum).
     public var commandSlots: Int = 32
-    public var commandSlotSize: Int = 64 << 10
+    public var commandSlotSize: Int = 128 << 10
     /// Data bytes of the engine's control-state blob and of the shared-state blob.
     public var engineBlobCapacity: Int = 2 << 20
     public var stateBlobCapacity: Int = 4 << 20

@@ -38,12 +38,12 @@ public struct Broadcaster: Worker {
         let segment = context.segment
         let zmq = try ZMQContext()
         defer { zmq.close() }
-        let publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + [.xpubVerbose(true)])
+        let publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + ZMQDefaults.framePublisherOptions + SubscriberGuard.publisherOptions)
         defer { publisher.close() }
-        // Connections to the frame endpoints, counted from the socket's events (started before
-        // the binds, so none is missed).
-        let monitor = try publisher.monitor([.accepted, .disconnected])
-        defer { monitor.close() }
+        // Subscriptions and connections, with bounded memory whoever connects (started before the
+        // binds, so no connection is missed).
+        let subscribers = try SubscriberGuard(socket: publisher)
+        defer { subscribers.close() }
         try publisher.bind(listener)
         let topology = TopologyWatcher(path: context.topologyFile)
         guard var sentTopology = topology.encoded else { throw RunFileError("topology file \(context.topologyFile) is missing or not a topology message") }
@@ -79,13 +79,11 @@ public struct Broadcaster: Worker {
         // newest frame at once. Both are counted because neither alone can be trusted: libzmq
         // passes up an unsubscription from a peer that never held the topic (a raw ZMTP peer can
         // send one), and a missed connection event must not silence a subscriber.
-        var topics = SubscriptionTopics()
-        var connections = 0
         let framePrefix = MessageKind.frame.subscriptionPrefix
         // Woken by a subscription, a connection event or (with the eventfd) a published frame; at
         // least 10 times a second for the progress counter and a stop request. Without the
         // eventfd the ring is polled every millisecond.
-        var pollItems: [ZMQPollItem] = [.socket(publisher), .socket(monitor.socket)]
+        var pollItems: [ZMQPollItem] = subscribers.pollItems
         if let fd = frameFD { pollItems.append(.fileDescriptor(fd)) }
         let pollTimeout: ZMQTimeout = frameFD != nil ? .milliseconds(100) : .milliseconds(1)
         while !context.stopRequested {
@@ -93,21 +91,9 @@ public struct Broadcaster: Worker {
             if let fd = frameFD, ready[2].contains(.readable) { var count: UInt64 = 0; _ = read(fd, &count, 8) }
             // Subscriptions arrive as messages on the XPUB socket: byte 1 = subscribe, 0 = the last
             // subscriber of a topic is gone.
-            var greet = false
-            let (socketReadable, monitorReadable) = (ready[0].contains(.readable), ready[1].contains(.readable))
-            if monitorReadable {
-                while let event = try monitor.next(timeout: .zero) {
-                    if event.kind == .accepted { connections += 1 }
-                    if event.kind == .disconnected { connections = max(0, connections - 1) }
-                }
-            }
-            if socketReadable {
-                while let message = try publisher.tryReceive() {
-                    if topics.apply(message) { greet = true }
-                }
-            }
+            let greet = try subscribers.handleInput()
             let published = segment.frames.published
-            let wanted = connections > 0 || topics.wants(framePrefix)
+            let wanted = subscribers.connections > 0 || subscribers.topics.wants(framePrefix)
             if greet {
                 // The topology of the newest frame (the file may have been replaced while nobody
                 // was connected), with that frame; a frame older than the newest (none is encoded

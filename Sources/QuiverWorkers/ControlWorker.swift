@@ -12,8 +12,9 @@ import Glibc
 
 /// Settings of the control worker that are not in the run configuration.
 struct ControlWorkerTimings {
-    /// Seconds to wait for the engine to apply a command before answering `timeout`.
-    var commandTimeout = 5.0
+    /// Seconds to wait for the engine to apply a command before answering `busy` (still queued
+    /// here, dropped) or `timeout` (the engine has it).
+    var commandTimeout = ControlDefaults.engineTimeout
     /// Most shared-state messages per second (deltas are coalesced in between).
     var statePublishRate = 30.0
 }
@@ -31,10 +32,20 @@ public final class ControlWorker: Worker {
     }
     public static let events: [EventName] = [.commandsPosted, .commandsDone]
 
+    /// A command posted into the ring whose result is still to be collected.
     struct Pending {
         let identity: [UInt8]
         let requestID: String
-        let postedAt: Double
+        /// When the request arrived (the engine timeout counts from here).
+        let arrivedAt: Double
+    }
+
+    /// A command waiting for a free ring slot (`identity` nil: the worker's own, no reply).
+    struct Waiting {
+        let payload: [UInt8]
+        let identity: [UInt8]?
+        let requestID: String
+        let arrivedAt: Double
     }
 
     let context: WorkerContext
@@ -52,6 +63,10 @@ public final class ControlWorker: Worker {
     var sessions = ClientSessions()
     var store: SharedStateStore
     var pending: [UInt64: Pending] = [:]
+    /// Commands for the engine not posted yet, in arrival order (bounded: `ControlDefaults.engineQueueLength`
+    /// and `engineQueueBytes`), and their payload bytes.
+    var waiting: [Waiting] = []
+    var waitingBytes = 0
     var router: ZMQSocket!
     var publisher: ZMQSocket!
     let topology: TopologyWatcher
@@ -94,19 +109,22 @@ public final class ControlWorker: Worker {
         router = try zmq.socket(.router, options: ControlDefaults.serverSocketOptions)
         defer { router.close() }
         try router.bind(try context.listener(.control))
-        publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + [.xpubVerbose(true)])
+        publisher = try zmq.socket(.xpub, options: ZMQDefaults.socketOptions + SubscriberGuard.publisherOptions)
         defer { publisher.close() }
+        // Bounded memory whoever subscribes (no key is needed to); started before the bind.
+        let subscribers = try SubscriberGuard(socket: publisher)
+        defer { subscribers.close() }
         try publisher.bind(try context.listener(.state))
         context.ready()
 
         var lastHousekeeping = 0.0
         var lastPublish = 0.0
         while !context.stopRequested {
-            var items: [ZMQPollItem] = [.socket(router), .socket(publisher)]
+            var items: [ZMQPollItem] = [.socket(router)] + subscribers.pollItems
             if let fd = doneFD { items.append(.fileDescriptor(fd)) }
-            let timeout = pending.isEmpty || doneFD != nil ? 20 : 1
+            let timeout = (pending.isEmpty && waiting.isEmpty) || doneFD != nil ? 20 : 1
             let ready = try ZMQ.poll(items, timeout: .milliseconds(timeout))
-            if ready.count > 2 && ready[2].contains(.readable), let fd = doneFD {
+            if ready.count > 3 && ready[3].contains(.readable), let fd = doneFD {
                 var value: UInt64 = 0
                 _ = read(fd, &value, 8)
             }
@@ -117,10 +135,9 @@ public final class ControlWorker: Worker {
                     handled += 1
                 }
             }
-            if ready[1].contains(.readable) {
-                var greet = false
-                while let message = try publisher.tryReceive() { if message.first == 1 { greet = true } }
-                if greet { _ = try publisher.trySendMultipart(StateMessage.snapshot(store.snapshot()).frames(now: Self.now)) }
+            // Each subscription is greeted with a snapshot (to every `state` subscriber).
+            if try subscribers.handleInput() {
+                _ = try publisher.trySendMultipart(StateMessage.snapshot(store.snapshot()).frames(now: Self.now))
             }
             collectResults()
             let t = Self.now
@@ -177,8 +194,11 @@ public final class ControlWorker: Worker {
                 try changeStore { (s: inout SharedStateStore) throws(ControlError) in try s.unlock(client: client, keys: keys, now: now) }
                 reply(identity, .success(id: request.id, ["version": .number(Double(store.version))]))
             case .bye:
+                // Room first: a `busy` bye leaves the session as it was.
+                let left = PostedCommand(.clientLeft, client: client)
+                try checkRoom(for: try encoded(left).count)
                 clientLeft(client)
-                try post(PostedCommand(.clientLeft, client: client), identity: identity, requestID: request.id)
+                try post(left, identity: identity, requestID: request.id)
             case .engine(let engine):
                 try post(PostedCommand(engine, client: client), identity: identity, requestID: request.id)
             }
@@ -205,42 +225,105 @@ public final class ControlWorker: Worker {
         store = next
     }
 
-    /// Posts a command into the ring and wakes the engine; the reply goes out when it is applied.
-    func post(_ command: PostedCommand, identity: [UInt8]?, requestID: String) throws(ControlError) {
+    /// Queues a command for the engine, posts what the ring takes now and wakes the engine; the
+    /// reply goes out when the engine applied it. Throws `busy` (nothing queued, nothing applied)
+    /// when the queue is full; a command from the worker itself (`identity` nil: a session that
+    /// expired) is always queued.
+    func post(_ command: PostedCommand, identity: [UInt8]?, requestID: String, arrivedAt: Double = ControlWorker.now) throws(ControlError) {
+        let payload = try encoded(command)
+        if identity != nil { try checkRoom(for: payload.count) }
+        waiting.append(Waiting(payload: payload, identity: identity, requestID: requestID, arrivedAt: arrivedAt))
+        waitingBytes += payload.count
+        postWaiting()
+    }
+
+    /// The ring payload of `command`, or why the engine could not take it.
+    func encoded(_ command: PostedCommand) throws(ControlError) -> [UInt8] {
         let payload: [UInt8]
         do { payload = try command.encoded() } catch {
             throw ControlError(.internal, "the command could not be encoded for the engine: \(error)")
         }
-        let seq: UInt64
-        do { seq = try segment.commands.post(payload) } catch {
-            switch error {
-            case .full: throw ControlError(.unavailable, "the engine is not taking commands (\(segment.layout.commandSlots) are waiting); is it running?")
-            case .tooLarge(let bytes, let capacity):
-                throw ControlError(.invalidArgument, "the command is \(bytes) bytes once encoded, more than the \(capacity) the engine takes (fewer particles?)")
-            }
+        let capacity = segment.commands.capacity
+        guard payload.count <= capacity else {
+            throw ControlError(.invalidArgument, "the command is \(payload.count) bytes once encoded, more than the \(capacity) the engine takes (fewer particles?)")
         }
-        if let fd = postedFD { var one: UInt64 = 1; _ = write(fd, &one, 8) }
-        if let identity { pending[seq] = Pending(identity: identity, requestID: requestID, postedAt: Self.now) }
+        return payload
     }
 
-    /// Answers the commands the engine finished, and those it did not finish in time.
+    /// Throws `busy` when a client's command of `bytes` would not fit the queue.
+    func checkRoom(for bytes: Int) throws(ControlError) {
+        guard waiting.count < ControlDefaults.engineQueueLength, waitingBytes + bytes <= ControlDefaults.engineQueueBytes else {
+            throw ControlError(.busy, "not applied: \(waiting.count) commands are waiting for the engine (at most \(ControlDefaults.engineQueueLength), "
+                                      + "\(ControlDefaults.engineQueueBytes) bytes); nothing was done, send it again later")
+        }
+    }
+
+    /// Posts waiting commands, in order, while the ring has a free slot: one the engine finished
+    /// and whose result was collected here. A slot whose result is still to be collected is never
+    /// reused, so every result reaches its client.
+    func postWaiting() {
+        let ring = segment.commands
+        let slots = UInt64(ring.slots)
+        var posted = false
+        while let next = waiting.first {
+            let seq = ring.posted &+ 1
+            if seq > slots, pending[seq - slots] != nil { break }
+            let assigned: UInt64
+            do { assigned = try ring.post(next.payload) } catch {
+                if case .full = error { break }
+                // The slot size cannot change under a running segment; answer rather than stall.
+                waiting.removeFirst()
+                waitingBytes -= next.payload.count
+                if let identity = next.identity {
+                    reply(identity, .failure(ControlError(.internal, "the engine's command ring refused the command (\(error))", requestID: next.requestID)))
+                }
+                continue
+            }
+            waiting.removeFirst()
+            waitingBytes -= next.payload.count
+            if let identity = next.identity { pending[assigned] = Pending(identity: identity, requestID: next.requestID, arrivedAt: next.arrivedAt) }
+            posted = true
+        }
+        if posted, let fd = postedFD { var one: UInt64 = 1; _ = write(fd, &one, 8) }
+    }
+
+    /// Answers the commands the engine finished, and those it did not finish in time; then posts
+    /// what waits, as far as the freed slots allow.
     func collectResults() {
-        guard !pending.isEmpty else { return }
         let now = Self.now
         for (seq, p) in pending {
             let result: CommandResult?
             do { result = try segment.commands.result(seq) } catch {
+                // Only this worker posts, and never into a slot whose result it has not collected:
+                // a lapped or unreadable slot means another process wrote into the ring.
                 pending[seq] = nil
-                reply(p.identity, .failure(ControlError(.internal, "the command's result was lost", requestID: p.requestID)))
+                reply(p.identity, .failure(ControlError(.internal, "the command's result was lost (\(error)): the engine may or may not have applied it", requestID: p.requestID)))
                 continue
             }
             if let result {
                 pending[seq] = nil
                 reply(p.identity, engineReply(result, requestID: p.requestID))
-            } else if now - p.postedAt > timings.commandTimeout {
+            } else if now - p.arrivedAt > timings.commandTimeout {
                 pending[seq] = nil
-                reply(p.identity, .failure(ControlError(.timeout, "the engine did not apply the command within \(timings.commandTimeout) s (it may still, once it runs again)", requestID: p.requestID)))
+                reply(p.identity, .failure(ControlError(.timeout, "the engine has the command but did not apply it within \(timings.commandTimeout) s; "
+                                                        + "it will be applied, in order, once the engine runs again (check before sending it again)", requestID: p.requestID)))
             }
+        }
+        postWaiting()
+        // A command still queued after the timeout is dropped: the engine never saw it.
+        if waiting.contains(where: { $0.identity != nil && now - $0.arrivedAt > timings.commandTimeout }) {
+            var kept: [Waiting] = []
+            kept.reserveCapacity(waiting.count)
+            for w in waiting {
+                if let identity = w.identity, now - w.arrivedAt > timings.commandTimeout {
+                    waitingBytes -= w.payload.count
+                    reply(identity, .failure(ControlError(.busy, "not applied: the engine took no command for \(timings.commandTimeout) s (is it restarting?); "
+                                                          + "nothing was done, send it again later", requestID: w.requestID)))
+                } else {
+                    kept.append(w)
+                }
+            }
+            waiting = kept
         }
     }
 

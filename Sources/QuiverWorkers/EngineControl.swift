@@ -230,7 +230,7 @@ public final class EngineControl {
             } catch {
                 reply = .refused("the engine could not read the command: \(error)", step: dynamics.step)
             }
-            let (sent, bytes) = Self.fitting(reply)
+            let (sent, bytes) = Self.fitting(reply, capacity: segment.commands.replyCapacity(for: seq))
             segment.commands.finish(seq, status: sent.refusal == nil ? 0 : 1, appliedStep: UInt64(max(0, sent.appliedStep)), reply: bytes)
             applied += 1
         }
@@ -244,13 +244,14 @@ public final class EngineControl {
     /// The next sequence number the engine looks at in the command ring.
     public var nextSequence: UInt64 { nextCommand }
 
-    /// `reply` encoded for the ring slot's reply area; one that does not fit (a long
-    /// `interaction.list`) is replaced by a refusal that says so, never cut into unreadable JSON.
-    static func fitting(_ reply: EngineReply) -> (reply: EngineReply, bytes: [UInt8]) {
+    /// `reply` encoded for the ring slot (`capacity`: what the slot holds, `CommandRing.replyCapacity(for:)`);
+    /// one that does not fit is replaced by a refusal that says so, never cut into unreadable JSON.
+    /// With the default layout `interaction.list` fits at its maximum (`InteractionListTests`).
+    static func fitting(_ reply: EngineReply, capacity: Int = CommandRing.replyCapacity) -> (reply: EngineReply, bytes: [UInt8]) {
         let bytes = (try? reply.encoded()) ?? []
-        guard bytes.count > CommandRing.replyCapacity else { return (reply, bytes) }
+        guard bytes.count > capacity else { return (reply, bytes) }
         let refusal = EngineReply.refused("the engine's reply (\(bytes.count) bytes) does not fit the command ring's "
-                                          + "\(CommandRing.replyCapacity)-byte reply area", step: reply.appliedStep)
+                                          + "\(capacity)-byte reply area", step: reply.appliedStep)
         return (refusal, (try? refusal.encoded()) ?? [])
     }
 

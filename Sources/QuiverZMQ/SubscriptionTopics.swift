@@ -22,6 +22,8 @@ public struct SubscriptionTopics: Sendable {
             return true
         case 0:
             topics.remove(topic)
+            // A set keeps its storage when emptied: let it go with the last subscriber.
+            if topics.isEmpty { topics = [] }
             return false
         default:
             return false

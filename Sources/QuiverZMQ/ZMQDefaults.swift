@@ -27,6 +27,13 @@ public enum ZMQDefaults {
     /// before anything is allocated for it. 64 MiB holds a 1M-atom float32 frame with positions,
     /// velocities and forces (36 MB). Sockets facing clients' commands should lower it.
     public static let maxMessageSize = 64 << 20
+    /// Largest incoming message on a publisher (XPUB: frames, state): subscribers send only
+    /// subscriptions (1 byte + topic), so a topic is at most 255 bytes. A peer sending more is
+    /// disconnected before anything is allocated (`SubscriberGuard`).
+    public static let publisherMaxInbound = 256
+    /// Most subscriptions one connection to a publisher may send over its life (a Quiver client
+    /// sends one or two); a connection that sends more is disconnected (`SubscriberGuard`).
+    public static let subscriptionsPerPeer = 32
     /// ZMTP heartbeat: a PING on every connection this often...
     public static let heartbeatInterval: Duration = .seconds(1)
     /// ...and a connection that sends nothing back for this long after a PING is dropped...

@@ -85,6 +85,14 @@ public struct ZMQMessage: ~Copyable, @unchecked Sendable {
     /// After a receive: whether more parts of the same message follow.
     public var hasMore: Bool { zmq_msg_more(pointer) != 0 }
 
+    /// For a part received over TCP or ipc: the file descriptor of the connection it came from
+    /// (ZMQ_SRCFD); nil otherwise. Valid while that connection is open: libzmq closes it, and the
+    /// number may be reused, once the connection ends.
+    public var sourceDescriptor: Int32? {
+        let fd = zmq_msg_get(pointer, ZMQ_SRCFD)
+        return fd >= 0 ? fd : nil
+    }
+
     /// Reads the bytes in place. The buffer is valid only inside `body`.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: zmq_msg_data(pointer), count: zmq_msg_size(pointer)))

@@ -337,7 +337,7 @@ struct ControlTests {
         defer { dealer.close() }
         try dealer.connect(try #require(c.endpoints["control"]))
         // state.get is answered by the control worker itself (engine-bound floods are also bounded by
-        // the command ring: `unavailable` once its slots are full)
+        // the control worker's queue: `busy` once it is full; CommandBurstTests)
         // The limiter allows a burst of 400, then 200 a second. Flood in batches of 400 until
         // requests are refused: a loaded machine serves them more slowly, so it may take more
         // batches (the deadline only bounds the test). Every request gets one answer, and no more

@@ -291,12 +291,13 @@ struct EngineControlTests {
     }
 
     /// A segment in a private directory, removed with it.
-    static func withSegment(slots: Int, _ body: (SharedSegment, String) throws -> Void) throws {
+    static func withSegment(slots: Int, slotSize: Int? = nil, _ body: (SharedSegment, String) throws -> Void) throws {
         let dir = NSTemporaryDirectory() + "quiver-engine-control-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var layout = SegmentLayout(atomCapacity: 108, slotCount: 4, workerCapacity: 2)
         layout.commandSlots = slots
+        if let slotSize { layout.commandSlotSize = slotSize }
         let segment = try SharedSegment.create(name: "engine-control", directory: dir, layout: layout)
         defer { try? segment.unlink() }
         try body(segment, dir + "/engine-control")
@@ -328,28 +329,53 @@ struct EngineControlTests {
         }
     }
 
-    @Test("a reply larger than the ring's reply area is a refusal that says so, not cut JSON: 64 interactions with long ids listed")
-    func oversizedReply() throws {
+    /// The longest interaction id JSON can make: 128 control characters, each written as six bytes
+    /// (`\u0001`), unique by its last two.
+    static func longestID(_ k: Int) -> String {
+        let sixByte = (1...31).filter { ![8, 9, 10, 12, 13].contains($0) }.map { Character(Unicode.Scalar(UInt8($0))) }
+        return String(repeating: "\u{1}", count: Interaction.maxIDLength - 2) + String(sixByte[k / sixByte.count]) + String(sixByte[k % sixByte.count])
+    }
+
+    @Test("interaction.list at its maximum (64 interactions, the longest ids and owners, the widest numbers) fits the default command slot; the payload stays intact; a slot too small refuses, saying so")
+    func longestListing() throws {
+        let owner = String(repeating: "o", count: 64)
+        // The worst case the engine could write, whatever the atoms: every number at its widest.
+        let wide = -1.2345678901234567e-300
+        let worst = EngineReply.applied(.interactions(InteractionListing(
+            interactions: (0..<EngineControl.maxInteractions).map {
+                .init(id: Self.longestID($0), kind: .gaussian, owner: owner, particles: Interaction.maxParticles,
+                      position: SIMD3(wide, wide, wide), scale: -wide, expiresIn: 599.99999999999989)
+            }, userEnergy: wide, userWork: wide)), step: Int.max)
+        let worstBytes = try worst.encoded().count
         try Self.withSegment(slots: 4) { segment, _ in
             let sim = try Self.argon()
             let c = Self.control(sim, segment: segment)
-            let owner = String(repeating: "o", count: 64)
             for k in 0..<EngineControl.maxInteractions {
-                let id = String(format: "%03d", k) + String(repeating: "i", count: 125)
-                #expect(c.apply(Self.spring(id, [k]), client: owner).refusal == nil)
+                #expect(c.apply(Self.spring(Self.longestID(k), [k], lease: 600), client: owner).refusal == nil)
             }
+            let payload = try PostedCommand(.interactionList, client: owner).encoded()
+            let seq = try segment.commands.post(payload)
+            let capacity = segment.commands.replyCapacity(for: seq)
+            #expect(worstBytes <= capacity, "the widest listing is \(worstBytes) bytes; the slot holds \(capacity)")
+            #expect(c.processCommands() == 1)
+            let r = try #require(try segment.commands.result(seq))
+            #expect(r.status == 0 && r.reply.count > CommandRing.replyCapacity, "\(r.reply.count) bytes")
+            let listed = try #require(try EngineReply.decode(r.reply).result)
+            guard case .interactions(let listing) = listed else { Issue.record("\(listed)"); return }
+            #expect(Set(listing.interactions.map(\.id)) == Set((0..<EngineControl.maxInteractions).map(Self.longestID)))
+            #expect(try segment.commands.take(seq) == payload, "the reply went after the payload, not over it")
+            print("interaction.list: 64 interactions with the longest ids: \(r.reply.count) bytes; the widest possible \(worstBytes); the default slot holds \(capacity)")
+        }
+        // A ring configured with 8 KiB slots cannot hold it: a refusal that says so, not cut JSON.
+        try Self.withSegment(slots: 4, slotSize: 8192) { segment, _ in
+            let sim = try Self.argon()
+            let c = Self.control(sim, segment: segment)
+            for k in 0..<EngineControl.maxInteractions { _ = c.apply(Self.spring(Self.longestID(k), [k], lease: 600), client: owner) }
             let seq = try segment.commands.post(PostedCommand(.interactionList, client: owner).encoded())
             #expect(c.processCommands() == 1)
             let r = try #require(try segment.commands.result(seq))
             let reply = try EngineReply.decode(r.reply)
-            #expect(r.status == 1 && reply.refusal?.contains("does not fit the command ring's 4096-byte reply area") == true, "\(reply)")
-            // A short listing still fits and is answered.
-            for k in 2..<EngineControl.maxInteractions {
-                _ = c.apply(.interactionRemove(id: String(format: "%03d", k) + String(repeating: "i", count: 125)), client: owner)
-            }
-            let short = try segment.commands.post(PostedCommand(.interactionList, client: owner).encoded())
-            #expect(c.processCommands() == 1)
-            #expect(try segment.commands.result(short)?.status == 0)
+            #expect(r.status == 1 && reply.refusal?.contains("does not fit the command ring's") == true, "\(reply)")
         }
     }
 

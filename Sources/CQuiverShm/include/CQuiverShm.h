@@ -88,7 +88,8 @@ enum {
     QV_SHM_BLOBS = 2
 };
 
-/* Bytes of a command slot's reply area. */
+/* Bytes of a command slot's reply area (a longer reply goes after the payload, see
+ * qv_shm_command_reply_capacity). */
 #define QV_SHM_COMMAND_REPLY 4096u
 
 /* What a segment needs, computed from its parameters. */
@@ -200,13 +201,19 @@ uint64_t qv_shm_commands_applied(const qv_shm_segment *seg);
  * QV_SHM_READ_OK, QV_SHM_READ_LAPPED when the slot does not hold that command (not posted yet, or
  * overwritten), QV_SHM_READ_CORRUPT when its length is beyond the slot or `capacity`. */
 int qv_shm_command_take(const qv_shm_segment *seg, uint64_t seq, void *payload, uint32_t capacity, uint32_t *length);
-/* Engine side: records the verdict and reply (cut to QV_SHM_COMMAND_REPLY bytes) of command `seq`
- * and marks it done (and applied). */
+/* Engine side: the longest reply command `seq`'s slot holds: the reply area, or what follows the
+ * payload (64-aligned) to the end of the slot when that is more. QV_SHM_COMMAND_REPLY when the slot
+ * does not hold `seq`. */
+uint32_t qv_shm_command_reply_capacity(const qv_shm_segment *seg, uint64_t seq);
+/* Engine side: records the verdict and reply (cut to qv_shm_command_reply_capacity bytes) of command
+ * `seq` and marks it done (and applied). A reply longer than QV_SHM_COMMAND_REPLY is written after
+ * the payload, which stays as it was. */
 void qv_shm_command_finish(const qv_shm_segment *seg, uint64_t seq, int32_t status, uint64_t applied_step, const char *reply,
                            uint32_t reply_length, int32_t engine_pid);
 /* Poster side: QV_SHM_READ_OK when command `seq` is done (status, step and reply copied out),
  * QV_SHM_READ_BUSY while it is pending, QV_SHM_READ_LAPPED when the slot no longer holds it,
- * QV_SHM_READ_CORRUPT when its reply length is beyond the reply area or `reply_capacity`. */
+ * QV_SHM_READ_CORRUPT when its reply offset and length are beyond the slot or `reply_capacity`.
+ * A `reply_capacity` of command_slot_size - 64 holds any reply. */
 int qv_shm_command_result(const qv_shm_segment *seg, uint64_t seq, int32_t *status, uint64_t *applied_step, char *reply,
                           uint32_t reply_capacity, uint32_t *reply_length);
 
