@@ -168,6 +168,13 @@ public final class EngineControl {
         return text
     }
 
+    /// Replaces the newest blow-up's sentence (`get blow_up`) with a fuller one.
+    public func noteBlowUpText(_ text: String) {
+        state.lastBlowUp = text
+        dirty = true
+        persistIfNeeded()
+    }
+
     /// Takes over the run settings of the control of a previous dynamics (an embedding session's
     /// `show`): paused, frame interval, throttles. The previous control's interactions end there
     /// (velocities reset where asked; they named atoms of the previous system), and this

@@ -210,9 +210,28 @@ public final class EngineLoop {
     /// non-finite is published. Throws only when the rollback itself fails.
     public func recover(from error: EngineError) throws {
         let pulled = control.activeInteractions > 0
+        let touched = Array(Set(control.state.interactions.flatMap { $0.request.interaction.particles })).sorted()
         let back = try dynamics.rollback()
-        let text = control.blewUp(error, rolledBackTo: back)
+        var text = control.blewUp(error, rolledBackTo: back)
         dynamics.applyInteractionChanges()
+        if back != nil {
+            // The last frame's state can already carry a step or two of the pull (its kinetic
+            // energy below the bound): the pulled atoms fly, and after `play` they would crash
+            // into their neighbours and blow the dynamics up again. So the forces are computed
+            // anew at that state without the ended interactions, and the atoms they pulled get
+            // fresh velocities at the thermostat's temperature (the run's, without a thermostat).
+            _ = try dynamics.rollback()
+            let t = dynamics.parameters()["temperature"] ?? ((try? dynamics.energies().temperature) ?? 0)
+            if !touched.isEmpty && t > 0 && t.isFinite {
+                do {
+                    try dynamics.resetVelocities(of: touched, temperature: t)
+                    text += "; velocities of the \(touched.count) pulled atoms drawn anew at \(fmt(t, 1)) K"
+                    control.noteBlowUpText(text)
+                } catch {
+                    control.logger.warning("could not draw new velocities for the pulled atoms: \(error)")
+                }
+            }
+        }
         reporter?.line("blow-up: \(text)")
         if back != nil {
             control.positionsChanged = true

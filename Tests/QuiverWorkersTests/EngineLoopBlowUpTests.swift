@@ -90,6 +90,43 @@ struct EngineLoopBlowUpTests {
         }
     }
 
+    @Test("the last frame's state already carries the pull (its atoms flying, below the bound): after the blow-up and play the dynamics go on without blowing up again", .timeLimit(.minutes(1)))
+    func pulledCheckpoint() throws {
+        let temporary = try TemporarySegment(atoms: 108)
+        let segment = temporary.segment
+        do {
+            let sim = try EngineControlTests.argon()
+            let c = EngineControlTests.control(sim, segment: segment, frameInterval: 5, lines: Lines())
+            let loop = EngineLoop(dynamics: sim, segment: segment, control: c, status: nil, reporter: nil, snapshotInterval: nil, publishedStep: -1)
+            try loop.publishFrame()
+            #expect(try loop.run(totalSteps: 20) { false })
+            // A step of an absurd pull, as a frame caught it: atoms 0-9 fly at 60 nm/ps toward one point.
+            let pull = InteractionRequest(Interaction(id: "a", kind: .spring, position: SIMD3(0.5, 0.5, 0.5), particles: Array(0..<10), scale: 1e30))
+            #expect(c.apply(.interactionSet(pull), client: "puller").refusal == nil)
+            var v = sim.velocities()
+            let x = sim.positions()
+            for i in 0..<10 {
+                let d = SIMD3<Float>(0.5, 0.5, 0.5) - x[i] + SIMD3(0.001, 0, 0)
+                v[i] = 60 * d / (d * d).sum().squareRoot()
+            }
+            try sim.setVelocities(v)
+            try loop.publishFrame()
+            _ = try loop.run(totalSteps: 1000) { c.paused }
+            #expect(c.paused && c.activeInteractions == 0 && sim.step == 20)
+            guard case .parameters(let p)? = c.apply(.get(names: [.blowUps, .blowUp]), client: "x").result, case .text(let text)? = p[.blowUp] else {
+                Issue.record("no blow_up text")
+                return
+            }
+            #expect(p[.blowUps] == .number(1) && text.contains("velocities of the 10 pulled atoms drawn anew"), "\(text)")
+            #expect(sim.velocities().prefix(10).allSatisfy { ($0 * $0).sum().squareRoot() < 5 })
+            #expect(c.apply(.play, client: "x").refusal == nil)
+            #expect(try loop.run(totalSteps: 520) { c.paused })
+            if case .parameters(let after)? = c.apply(.get(names: [.blowUps]), client: "x").result {
+                #expect(after[.blowUps] == .number(1), "blew up again after play")
+            }
+        }
+    }
+
     @Test("a run with a step limit whose dynamics blow up with no interaction active: rolled back, the snapshot holds the rolled-back state, and the loop ends with BatchBlowUp", .timeLimit(.minutes(1)))
     func batchBlowUp() throws {
         let temporary = try TemporarySegment(atoms: 108)
