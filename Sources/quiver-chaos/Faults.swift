@@ -153,6 +153,8 @@ extension Harness {
             return Double(watch.snapshot.step - s0) / (SystemClock.monotonicSeconds - t0)
         }
         let quiet = stepRate(over: 2)
+        let controlPID = workers()["control"]?.pid ?? 0
+        let cpu0 = (Self.cpuSeconds(controlPID), Self.cpuSeconds(getpid()))
         var sent = 0
         var codes: [String: Int] = [:]
         func drain() {
@@ -176,17 +178,28 @@ extension Harness {
             }
             drain()
         }
-        _ = SystemClock.monotonicSeconds
+        let cpu1 = (Self.cpuSeconds(controlPID), Self.cpuSeconds(getpid()))
         usleep(300_000)
         drain()
         let bye = CommandRequest(id: "bye", client: client, nonce: CommandRequest.randomNonce(), time: Date().timeIntervalSince1970, command: "bye")
         _ = try? socket.sendMultipart(bye.frames(signedWith: signer))
         _ = try? socket.receiveMultipart(timeout: .seconds(5))
         let drop = quiet > 0 ? (1 - storm / quiet) * 100 : 0
-        r.latest = String(format: "%d sent, steps/s %.0f before, %.0f during", sent, quiet, storm)
+        r.latest = String(format: "%d sent, steps/s %.0f before, %.0f during; CPU during the storm: control worker %.0f %%, this client %.0f %% of a core",
+                          sent, quiet, storm, (cpu1.0 - cpu0.0) / 2 * 100, (cpu1.1 - cpu0.1) / 2 * 100)
         for (code, n) in codes { r.count(code, n) }
         if codes["internal"] != nil || codes["unreadable"] != nil { r.violations.append("untrue or unreadable replies: \(codes)") }
         r.measures.append(drop)
+    }
+
+    /// User plus system CPU seconds of a process so far (/proc/PID/stat).
+    static func cpuSeconds(_ pid: Int32) -> Double {
+        guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return 0 }
+        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func listInteractions(socket: ZMQSocket, signer: CommandSigner, request: (String, [String: JSONValue]) -> [[UInt8]]) -> [String]? {
