@@ -25,7 +25,7 @@ public struct EngineWorker: Worker {
     /// Seconds between engine snapshots (and at stop): a respawned engine recomputes at most this
     /// much before it publishes again (a frame resumes within about 0.25 s of an engine kill). A
     /// snapshot of 4000 atoms costs tens of microseconds; for a system whose snapshot costs more
-    /// than 1/20 of this, the interval grows to keep snapshots under 5 % of the time (`EngineLoop`).
+    /// than 1/50 of this, the interval grows to keep snapshots under 2 % of the time (`EngineLoop`).
     static let snapshotInterval = 0.05
 
     let context: WorkerContext
@@ -112,7 +112,7 @@ public final class EngineLoop {
     /// then throws `BatchBlowUp` once the rolled-back state is in the snapshot. Otherwise (the
     /// default) it pauses.
     public var endOnUnpulledBlowUp = false
-    /// Seconds the last snapshot took: snapshots are at least 20 times that apart.
+    /// Seconds the last snapshot took: snapshots are at least 50 times that apart.
     private var snapshotCost = 0.0
 
     /// `publishedStep`: frames are published once past this step; nil: the newest step in the
@@ -246,7 +246,7 @@ public final class EngineLoop {
 
     private func housekeeping(_ lastSnapshot: inout UInt64) {
         let t = Self.now
-        if let every = snapshotInterval, Double(t - lastSnapshot) / 1e9 >= max(every, 20 * snapshotCost) {
+        if let every = snapshotInterval, Double(t - lastSnapshot) / 1e9 >= max(every, 50 * snapshotCost) {
             try? snapshot()
             lastSnapshot = t
             snapshotCost = Double(Self.now - t) / 1e9
