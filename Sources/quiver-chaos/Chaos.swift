@@ -61,6 +61,20 @@ struct Chaos: ParsableCommand {
             throw ValidationError("no quiver executable at \(executable) (build first: swift build -c release)")
         }
         let harness = try Harness(executable: executable, cells: cells, watchdog: watchdog, verbose: verbose)
+        // Interrupted (Ctrl-C, a CI timeout): the server is stopped by its pid and the run
+        // directory removed before exiting.
+        nonisolated(unsafe) let interrupted = harness
+        let signalSources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                interrupted.abort()
+                Foundation.exit(128 + number)
+            }
+            source.resume()
+            return source
+        }
+        defer { signalSources.forEach { $0.cancel() } }
         var report = Report()
         defer { harness.shutdown(into: &report) }
         try harness.start()

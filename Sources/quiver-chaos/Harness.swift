@@ -188,6 +188,17 @@ final class Harness {
         (report.frames, report.nonFinite, report.backwards, report.decodeErrors) = s
     }
 
+    /// Stops the server (SIGTERM, SIGKILL after 10 s) and removes the run directory: for an
+    /// interrupted run, from a signal handler's queue.
+    func abort() {
+        if let server, server.isRunning {
+            kill(server.processIdentifier, SIGTERM)
+            if !wait(10, { !server.isRunning }) { kill(server.processIdentifier, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(atPath: runDirectory)
+        FileHandle.standardError.write(Data("quiver-chaos: interrupted; the server was stopped (its log: \(logFile))\n".utf8))
+    }
+
     /// SIGTERM, then: exit status 0, no worker left, the segment removed; the run directory goes.
     func shutdown(into report: inout Report) {
         guard !report.shutdownDone else { return }
