@@ -120,29 +120,27 @@ extension JSONValue: Codable {
 
 extension JSONValue {
     /// Deterministic UTF-8 JSON: sorted keys, no whitespace, `/` not escaped.
+    /// Integers up to 2^53 have no fraction; non-finite numbers are `null` (JSONText).
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Cannot fail: every case maps to a JSON value (non-finite numbers to null).
-        guard let data = try? encoder.encode(self) else { return Array("null".utf8) }
-        return Array(data)
+        var out: [UInt8] = []
+        out.reserveCapacity(128)
+        JSONText.write(self, into: &out)
+        return out
     }
 
     /// `encoded()` as a String.
     public var jsonText: String { String(decoding: encoded(), as: UTF8.self) }
 
-    /// Parses UTF-8 JSON text (any value at top level; nesting up to Foundation's depth limit, 512).
-    /// Duplicate object keys keep the first occurrence (Foundation's behaviour).
+    /// Parses UTF-8 JSON text (RFC 8259, strict; any value at top level; nesting up to 512).
+    /// Duplicate object keys keep the first occurrence.
     /// - Throws: `malformed` when the text is not JSON or holds a number a `Double` cannot (`1e400`).
     public static func parse<Bytes: ContiguousBytes>(_ bytes: Bytes) throws(ControlError) -> JSONValue {
-        let data = bytes.withUnsafeBytes { Data($0) }
-        let value: JSONValue
-        do {
-            value = try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw .malformed("not valid JSON (or a number out of range)")
+        let result: Result<JSONValue, JSONText.Failure> = bytes.withUnsafeBytes { raw in
+            do throws(JSONText.Failure) { return .success(try JSONText.parse(raw)) } catch { return .failure(error) }
         }
-        guard value.isFinite else { throw .malformed("a number is out of range") }
-        return value
+        switch result {
+        case .success(let value): return value
+        case .failure(let f): throw .malformed("not valid JSON (\(f.message))")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import QuiverControl
 import Testing
 
@@ -192,7 +193,7 @@ struct VerifierTests {
               "field 'command' must be a string of 1...64 bytes")
         check(#"{"id":"r1",\#(ok),"args":[1]}"#, "field 'args' must be an object, got array")
         // A number that overflows a Double is not read as infinity.
-        check(#"{"id":"r1",\#(ok),"args":{"x":1e400}}"#, "not valid JSON (or a number out of range)", id: nil)
+        check(#"{"id":"r1",\#(ok),"args":{"x":1e400}}"#, "not valid JSON (a number is out of range)", id: nil)
         // "args": absent or an object; 64-char nonces and client ids are fine.
         let long = #"{"id":"r1","client":"\#(String(repeating: "a.B_9-", count: 10))abcd","nonce":"\#(String(repeating: "f", count: 64))","time":1000000,"command":"play","args":{}}"#
         #expect(code(v.value.verify(frames: signed(bytes(long), signer), now: now)) == nil)
@@ -232,5 +233,79 @@ struct JSONValueTests {
         #expect(controlError { _ = try JSONValue.parse(bytes("{")) }?.code == .malformed)
         #expect(controlError { _ = try JSONValue.parse(bytes("[NaN]")) }?.code == .malformed)
         #expect(controlError { _ = try JSONValue.parse([0xff, 0xfe]) }?.code == .malformed)
+    }
+
+    @Test("strict RFC 8259: what JSON allows is read, everything else is malformed", arguments: [
+        (#"  {"a" : [ 1 , -0.5e-3 , 0 , 1E2 ] }  "#, true), (#""\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\""#, true),
+        ("[]", true), ("{}", true), ("null", true), ("-0", true), (#""é😀""#, true), ("[[[[1]]]]", true),
+        ("01", false), ("+1", false), (".5", false), ("1.", false), ("1e", false), ("-", false), ("0x10", false),
+        ("[1,]", false), ("{\"a\":1,}", false), ("{a:1}", false), ("'a'", false), ("[1] [2]", false), ("", false),
+        ("tru", false), ("nul", false), ("Infinity", false), (#""\ud800""#, false), (#""\udc00x""#, false),
+        (#""\x41""#, false), ("\"a\u{1}b\"", false), ("\"unterminated", false), ("{\"a\"}", false), ("[1 2]", false),
+        ("/* c */ 1", false),
+    ])
+    func strictness(text: String, valid: Bool) {
+        let result = Result { () throws(ControlError) in try JSONValue.parse(bytes(text)) }
+        if valid { #expect((try? result.get()) != nil, "\(text) was refused: \(result)") } else { #expect(controlError { _ = try result.get() }?.code == .malformed, "\(text) was read") }
+    }
+
+    @Test("escapes and characters beyond the BMP read as Foundation reads them; nesting deeper than 512 is refused; a duplicate key keeps its first value")
+    func details() throws {
+        let text = #"["\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\", "é😀"]"#
+        let v = try JSONValue.parse(bytes(text))
+        let foundation = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String])
+        #expect(v == .array(foundation.map { .string($0) }))
+        #expect(controlError { _ = try JSONValue.parse(bytes(String(repeating: "[", count: 600) + String(repeating: "]", count: 600))) }?.code == .malformed)
+        #expect(try JSONValue.parse(bytes(String(repeating: "[", count: 500) + String(repeating: "]", count: 500))) != .null)
+        #expect(try JSONValue.parse(bytes(#"{"a":1,"a":2}"#)) == ["a": 1])
+        #expect(controlError { _ = try JSONValue.parse([0x22, 0xC3, 0x28, 0x22]) }?.code == .malformed, "invalid UTF-8 in a string")
+    }
+
+    @Test("random values: written, read back equal, and Foundation reads the same text to the same value", .timeLimit(.minutes(1)))
+    func randomRoundTrip() throws {
+        var rng = SystemRandomNumberGenerator()
+        func randomString() -> String {
+            let pool: [Character] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\u{1}", "\u{1f}", "é", "😀", "中", "\u{7f}"]
+            return String((0..<Int.random(in: 0...12, using: &rng)).map { _ in pool.randomElement(using: &rng)! })
+        }
+        func randomValue(_ depth: Int) -> JSONValue {
+            switch Int.random(in: 0...(depth > 3 ? 3 : 5), using: &rng) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &rng))
+            case 2:
+                let choices: [Double] = [0, -0.0, 1, -1, 0.1, 1e-7, 123456789.125, 9_007_199_254_740_993, 1e300, -2.5e-300, Double.random(in: -1e6...1e6, using: &rng)]
+                return .number(choices.randomElement(using: &rng)!)
+            case 3: return .string(randomString())
+            case 4: return .array((0..<Int.random(in: 0...4, using: &rng)).map { _ in randomValue(depth + 1) })
+            default: return .object(Dictionary((0..<Int.random(in: 0...4, using: &rng)).map { _ in (randomString(), randomValue(depth + 1)) }, uniquingKeysWith: { a, _ in a }))
+            }
+        }
+        func fromFoundation(_ any: Any) -> JSONValue {
+            switch any {
+            case is NSNull: return .null
+            case let n as NSNumber where String(cString: n.objCType) == "c": return .bool(n.boolValue)
+            case let n as NSNumber: return .number(n.doubleValue)
+            case let s as String: return .string(s)
+            case let a as [Any]: return .array(a.map(fromFoundation))
+            case let o as [String: Any]: return .object(o.mapValues(fromFoundation))
+            default: return .null
+            }
+        }
+        // Foundation's reader is not correctly rounded (a few ulps off, where strtod is exact).
+        func close(_ a: JSONValue, _ b: JSONValue) -> Bool {
+            switch (a, b) {
+            case (.number(let x), .number(let y)): return x == y || abs(x - y) <= 1e-14 * max(abs(x), abs(y))
+            case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { close($0, $1) }
+            case (.object(let x), .object(let y)): return Set(x.keys) == Set(y.keys) && x.allSatisfy { close($0.value, y[$0.key]!) }
+            default: return a == b
+            }
+        }
+        for _ in 0..<2000 {
+            let v = randomValue(0)
+            let text = v.encoded()
+            #expect(try JSONValue.parse(text) == v, "\(String(decoding: text, as: UTF8.self))")
+            let f = try JSONSerialization.jsonObject(with: Data(text), options: [.fragmentsAllowed])
+            #expect(close(fromFoundation(f), v), "Foundation reads \(String(decoding: text, as: UTF8.self)) otherwise")
+        }
     }
 }
