@@ -481,7 +481,8 @@ static uint32_t command_body(const qv_shm_segment *seg) { return (uint32_t)(seg-
 /* Where a reply of `reply_length` bytes goes in command `c`'s slot body, and how long one may be there. */
 static uint32_t command_reply_offset(const qv_shm_segment *seg, const qv_shm_command *c, uint32_t reply_length) {
     if (reply_length <= QV_SHM_COMMAND_REPLY) return 0;
-    uint32_t length = c->length;
+    /* One read: another process may write the length at any moment. */
+    uint32_t length = *(const volatile uint32_t *)&c->length;
     if (length > qv_shm_command_capacity(seg)) length = qv_shm_command_capacity(seg); /* scribbled: as if full */
     const uint64_t offset = round_up((uint64_t)QV_SHM_COMMAND_REPLY + length, 64);
     return offset >= command_body(seg) ? command_body(seg) : (uint32_t)offset;
@@ -540,9 +541,13 @@ void qv_shm_command_finish(const qv_shm_segment *seg, uint64_t seq, int32_t stat
     qv_shm_header *h = header_of(seg);
     qv_shm_command *c = command_slot(seg, seq);
     if (atomic_load_explicit(&c->posted, memory_order_acquire) == seq) {
-        const uint32_t capacity = qv_shm_command_reply_capacity(seg, seq);
-        if (reply_length > capacity) reply_length = capacity;
-        const uint32_t offset = command_reply_offset(seg, c, reply_length);
+        /* The offset is worked out once, and the reply cut to the room from there to the end of the
+         * slot: a payload length scribbled between two reads can never move the copy past it. */
+        uint32_t offset = command_reply_offset(seg, c, reply_length);
+        const uint32_t room = offset == 0 ? QV_SHM_COMMAND_REPLY : command_body(seg) - offset;
+        if (room < QV_SHM_COMMAND_REPLY) offset = 0;
+        const uint32_t fits = offset == 0 ? QV_SHM_COMMAND_REPLY : room;
+        if (reply_length > fits) reply_length = fits;
         c->status = status;
         c->applied_step = applied_step;
         c->engine_pid = engine_pid;

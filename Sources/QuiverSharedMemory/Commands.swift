@@ -52,16 +52,18 @@ public struct CommandRing: Sendable {
     /// The engine's result for command `seq`: nil while it is pending. Throws `.lapped` when the
     /// slot was reused (the result is gone), `.corrupt` when its reply length is beyond the slot.
     public func result(_ seq: UInt64) throws(ReadFailure) -> CommandResult? {
-        var status: Int32 = 0, step: UInt64 = 0, length: UInt32 = 0
-        var reply = [UInt8](repeating: 0, count: slotBody)
-        let rc = reply.withUnsafeMutableBytes { buffer in
-            mapping.with {
-                qv_shm_command_result($0, seq, &status, &step, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(buffer.count), &length)
+        var status: Int32 = 0, step: UInt64 = 0, length: UInt32 = 0, rc: Int32 = 0
+        // Uninitialised: only the reply's own bytes are written and kept (no 128 KiB zero fill per
+        // pending command per pass).
+        let reply = [UInt8](unsafeUninitializedCapacity: slotBody) { buffer, count in
+            rc = mapping.with {
+                qv_shm_command_result($0, seq, &status, &step, UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self), UInt32(buffer.count), &length)
             }
+            count = rc == Int32(QV_SHM_READ_OK) ? Int(length) : 0
         }
         if rc == Int32(QV_SHM_READ_BUSY) { return nil }
         if let failure = ReadFailure(status: rc) { throw failure }
-        return CommandResult(status: status, appliedStep: step, reply: Array(reply.prefix(Int(length))))
+        return CommandResult(status: status, appliedStep: step, reply: reply)
     }
 
     /// Engine side: the payload of command `seq`, nil when that slot does not hold it (not posted

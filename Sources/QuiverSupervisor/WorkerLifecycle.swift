@@ -109,7 +109,7 @@ public struct WorkerLifecycle: Sendable, Equatable {
         lastExit = exit
         if stopping { return .stopped }
         if exitEndsRun && exit.isSuccess { return .finished }
-        if exit.isFatal { return .giveUp(restarts: restarts) }
+        if exit.isFatal && essential { return .giveUp(restarts: restarts) }
         if let progress { observe(progress: progress, at: now) }
         if healthy(at: now) { failuresInARow = 0 }
         failuresInARow += 1

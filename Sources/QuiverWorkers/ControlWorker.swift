@@ -46,6 +46,8 @@ public final class ControlWorker: Worker {
         let identity: [UInt8]?
         let requestID: String
         let arrivedAt: Double
+        /// Never dropped as `busy`: part of the command was applied here already (`bye`).
+        var mustApply = false
     }
 
     let context: WorkerContext
@@ -198,7 +200,10 @@ public final class ControlWorker: Worker {
                 let left = PostedCommand(.clientLeft, client: client)
                 try checkRoom(for: try encoded(left).count)
                 clientLeft(client)
-                try post(left, identity: identity, requestID: request.id)
+                // The session is gone from here on, so the engine part is never dropped as
+                // `busy` (that would be untrue): at worst it is answered `timeout` and applied
+                // once the engine runs again.
+                try post(left, identity: identity, requestID: request.id, mustApply: true)
             case .engine(let engine):
                 try post(PostedCommand(engine, client: client), identity: identity, requestID: request.id)
             }
@@ -229,10 +234,11 @@ public final class ControlWorker: Worker {
     /// reply goes out when the engine applied it. Throws `busy` (nothing queued, nothing applied)
     /// when the queue is full; a command from the worker itself (`identity` nil: a session that
     /// expired) is always queued.
-    func post(_ command: PostedCommand, identity: [UInt8]?, requestID: String, arrivedAt: Double = ControlWorker.now) throws(ControlError) {
+    func post(_ command: PostedCommand, identity: [UInt8]?, requestID: String, arrivedAt: Double = ControlWorker.now,
+              mustApply: Bool = false) throws(ControlError) {
         let payload = try encoded(command)
-        if identity != nil { try checkRoom(for: payload.count) }
-        waiting.append(Waiting(payload: payload, identity: identity, requestID: requestID, arrivedAt: arrivedAt))
+        if identity != nil && !mustApply { try checkRoom(for: payload.count) }
+        waiting.append(Waiting(payload: payload, identity: identity, requestID: requestID, arrivedAt: arrivedAt, mustApply: mustApply))
         waitingBytes += payload.count
         postWaiting()
     }
@@ -315,7 +321,11 @@ public final class ControlWorker: Worker {
             var kept: [Waiting] = []
             kept.reserveCapacity(waiting.count)
             for w in waiting {
-                if let identity = w.identity, now - w.arrivedAt > timings.commandTimeout {
+                if let identity = w.identity, now - w.arrivedAt > timings.commandTimeout, w.mustApply {
+                    reply(identity, .failure(ControlError(.timeout, "the engine took no command for \(timings.commandTimeout) s (is it restarting?); "
+                                                             + "the server keeps the command and it is applied, in order, once the engine runs again", requestID: w.requestID)))
+                    kept.append(Waiting(payload: w.payload, identity: nil, requestID: w.requestID, arrivedAt: w.arrivedAt, mustApply: true))
+                } else if let identity = w.identity, now - w.arrivedAt > timings.commandTimeout {
                     waitingBytes -= w.payload.count
                     reply(identity, .failure(ControlError(.busy, "not applied: the engine took no command for \(timings.commandTimeout) s (is it restarting?); "
                                                           + "nothing was done, send it again later", requestID: w.requestID)))

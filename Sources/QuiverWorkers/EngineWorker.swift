@@ -234,6 +234,9 @@ public final class EngineLoop {
         }
         reporter?.line("blow-up: \(text)")
         if back != nil {
+            // The repaired state is the new rollback point at once: a `play` already waiting in
+            // the ring runs before the paused loop would publish (and checkpoint) it.
+            try? dynamics.checkpoint()
             control.positionsChanged = true
             try? snapshot()
         } else {

@@ -99,4 +99,31 @@ struct CommandBurstTests {
             return held == timedOut
         }, "the engine holds \(held.sorted()); answered timeout: \(timedOut.sorted())")
     }
+
+    @Test("a bye that waits behind a full ring while the engine is stopped: answered timeout, never busy (its session ended at once), and applied when the engine runs again", .timeLimit(.minutes(2)))
+    func byeBehindStoppedEngine() throws {
+        let server = try TestServer(["--frame-interval", "5"])
+        let leaver = try server.commandClient("leaver", timeout: 30)
+        let other = try server.commandClient("other", timeout: 30)
+        #expect(try leaver.send("interaction.set", args: ["id": "kept", "type": "spring", "position": [1, 1, 1], "particles": [0], "scale": 0, "lease": 600]).isOK)
+        let engine = try server.engine()
+        kill(engine.pid, SIGSTOP)
+        defer { kill(engine.pid, SIGCONT) }
+        // Another client fills the ring (32 slots) so that the bye waits in the control worker's queue.
+        let fill = (0..<32).map { k in other.makeRequest("interaction.set", args: ["id": .string("fill-\(k)"), "type": "spring", "position": [1, 1, 1],
+                                                                                   "particles": [.number(Double(k + 1))], "scale": 0, "lease": 600]) }
+        let fillCodes = Self.codes(try Self.burst(server, other, fill))
+        #expect(fillCodes == ["timeout": 32], "\(fillCodes)")
+        let bye = try leaver.send("bye")
+        #expect(bye.error?.code == .timeout, "bye answered \(bye)")
+        kill(engine.pid, SIGCONT)
+        var ids: Set<String> = []
+        var last: CommandReply?
+        #expect(eventually(within: 30) {
+            last = try? other.send("interaction.list")
+            ids = Set(last?.result?.objectValue?["interactions"]?.arrayValue?.compactMap { $0.objectValue?["id"]?.stringValue } ?? [])
+            // (The filler's own interactions may be gone too: its session lapsed while it waited.)
+            return last?.isOK == true && !ids.contains("kept")
+        }, "the bye was not applied once the engine ran again: \(ids.sorted()) \(String(describing: last))")
+    }
 }

@@ -109,13 +109,13 @@ struct LifecycleTests {
         #expect("\(WorkerExit.unknown)" == "exit status 127")
     }
 
-    @Test("a fatal exit (status 65: a restart cannot fix it) gives up at once, essential worker or not")
+    @Test("a fatal exit (status 65: a restart cannot fix it) gives up an essential worker at once; a non-essential one is restarted as after any failure")
     func fatalExit() {
         var engine = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: true, essential: true, watchdog: nil)
         #expect(engine.exited(.exited(code: WorkerExitStatus.fatal), at: 0, stopping: false) == .giveUp(restarts: 0))
         var heartbeat = WorkerLifecycle(policy: RestartPolicy(), exitEndsRun: false, watchdog: nil)
         #expect(heartbeat.exited(.killed(signal: 9), at: 0, stopping: false) == .restart(delay: 0.1, restarts: 1))
-        #expect(heartbeat.exited(.exited(code: WorkerExitStatus.fatal), at: 1, stopping: false) == .giveUp(restarts: 1))
+        #expect(heartbeat.exited(.exited(code: WorkerExitStatus.fatal), at: 1, stopping: false) == .restart(delay: 0.2, restarts: 2))
         #expect("\(WorkerExit.exited(code: WorkerExitStatus.fatal))".contains("a restart cannot fix"))
     }
 
