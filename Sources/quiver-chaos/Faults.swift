@@ -253,21 +253,7 @@ extension Harness {
 
     /// Eight connections to control.sock that send nothing, then kill -9 the broadcaster.
     func idleClients(_ r: inout RowResult) {
-        var fds: [Int32] = []
-        for _ in 0..<8 {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let path = runDirectory + "/control.sock"
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                let bytes = Array(path.utf8.prefix(raw.count - 1))
-                raw.copyBytes(from: bytes + [0])
-            }
-            let ok = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            if ok == 0 { fds.append(fd) } else { close(fd) }
-        }
+        let fds = (0..<8).compactMap { _ in Self.connectStream(to: "ipc://" + runDirectory + "/control.sock") }
         defer { for fd in fds { close(fd) } }
         if fds.count < 8 { r.note("\(fds.count) of 8 connected") }
         killWorker("broadcaster", &r)
@@ -277,9 +263,8 @@ extension Harness {
     /// right socket types: no worker may crash.
     func garbage(_ r: inout RowResult) {
         let before = workers()
-        for (name, endpoint) in connection.endpoints.sorted(by: { $0.key < $1.key }) {
+        for endpoint in connection.endpoints.values.sorted() {
             for _ in 0..<5 { rawWrite(endpoint: endpoint, bytes: (0..<Int.random(in: 1...65536)).map { _ in UInt8.random(in: 0...255) }) }
-            _ = name
         }
         for _ in 0..<5 { rawWrite(endpoint: "ipc://" + runDirectory + "/control.sock", bytes: (0..<Int.random(in: 1...4096)).map { _ in UInt8.random(in: 0...255) } + [10]) }
         // Half a message, then a reset (RELIABILITY.md row 8): a ZMTP 3.0 greeting, a frame header
@@ -312,33 +297,36 @@ extension Harness {
         if s?["ok"] as? Bool != true { r.violations.append("status not ok after garbage") }
     }
 
-    /// Connects a plain socket to a tcp:// or ipc:// endpoint, writes `bytes`, reads what comes back
-    /// for a moment, closes.
-    func rawWrite(endpoint: String, bytes: [UInt8], reset: Bool = false) {
-        var fd: Int32 = -1
+    /// A plain stream socket connected to a `tcp://HOST:PORT` or `ipc://PATH` endpoint; nil when
+    /// it cannot connect.
+    static func connectStream(to endpoint: String) -> Int32? {
         if endpoint.hasPrefix("tcp://") {
             let rest = endpoint.dropFirst(6)
-            guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]) else { return }
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]) else { return nil }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_port = port.bigEndian
             addr.sin_addr.s_addr = inet_addr(String(rest[..<colon]))
-            let ok = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if ok != 0 { close(fd); return }
-        } else if endpoint.hasPrefix("ipc://") {
-            let path = String(endpoint.dropFirst(6))
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in raw.copyBytes(from: Array(path.utf8.prefix(raw.count - 1)) + [0]) }
-            let ok = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            if ok != 0 { close(fd); return }
-        } else { return }
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if ok != 0 { close(fd); return nil }
+            return fd
+        }
+        guard endpoint.hasPrefix("ipc://") else { return nil }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(endpoint.dropFirst(6).utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: path.prefix($0.count - 1) + [0]) }
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        if ok != 0 { close(fd); return nil }
+        return fd
+    }
+
+    /// Connects a plain socket to a tcp:// or ipc:// endpoint, writes `bytes`, reads what comes back
+    /// for a moment, closes.
+    func rawWrite(endpoint: String, bytes: [UInt8], reset: Bool = false) {
+        guard let fd = Self.connectStream(to: endpoint) else { return }
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
